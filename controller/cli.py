@@ -1,0 +1,135 @@
+"""The ``gridwarden`` command: one entry point, a subcommand per job.
+
+Handlers return an exit code and print errors as one clear line each, never a traceback:
+the people running these are installers and DNO engineers at a site, not developers.
+"""
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from controller.config import Config, load_config
+from controller.errors import ConfigError
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.paths:
+        try:
+            cfg = load_config(path)
+        except ConfigError as exc:
+            for line in exc.problems:
+                print(line, file=sys.stderr)
+            failed += 1
+            continue
+        if args.json:
+            print(json.dumps(effective_settings(cfg), indent=2))
+        else:
+            print(f"{path}: ok")
+            for line in describe(cfg):
+                print("  " + line)
+    return 1 if failed else 0
+
+
+def effective_settings(cfg: Config) -> dict[str, object]:
+    """The whole configuration with defaults filled in and secrets hidden."""
+    return cfg.model_dump(mode="json")
+
+
+def describe(cfg: Config) -> list[str]:
+    """A short human summary of what the controller will do with this config."""
+    sch, ev, ctl, esc = cfg.scheme, cfg.ev_site, cfg.control, cfg.escalation
+    u = sch.unit
+    lines = [f"site {cfg.site.id} ({cfg.site.name or 'unnamed'}), scheme {sch.type}"]
+    if sch.schedule:
+        values = sorted({e.limit for e in sch.schedule})
+        lines.append(
+            f"limit: weekly schedule of {len(sch.schedule)} entries, {values[0]:g}..{values[-1]:g}"
+            f" {u} (most restrictive {values[0]:g} {u} while the clock is not synchronised)"
+        )
+    elif sch.limit is not None:
+        lines.append(
+            f"limit: {sch.limit:g} {u}" + (" (local backstop)" if sch.type == "CMC" else "")
+        )
+    else:
+        lines.append("limit: from the central platform only (no local backstop)")
+    if sch.limit is not None or sch.schedule:
+        lines.append(
+            f"trim = limit - {sch.margin:g} {u}; trip level = limit x {sch.trip_ratio:g};"
+            f" sensitivity {sch.sensitivity:g}"
+        )
+    lines.append(
+        f"EV site: {ev.min_kw:g}..{ev.max_kw:g} kW, fallback {ev.fallback_kw:g} kW;"
+        f" ramp {ctl.ramp_kw_per_s:g} kW/s after {ctl.release_hold_s:g} s hold;"
+        f" period {ctl.period_s:g} s"
+    )
+    lines.append(
+        f"escalation: emergency after {esc.compliance_deadline_s:g} s over"
+        f" ({esc.compliance_deadline_unreachable_s:g} s if the CPO is unreachable),"
+        f" trip {esc.trip_delay_s:g} s later; meter timeout {esc.meter_timeout_s:g} s,"
+        " meter trip "
+        + (f"{esc.meter_trip_timeout_s:g} s" if esc.meter_trip_timeout_s else "never")
+    )
+    if cfg.g100.enabled:
+        g = cfg.g100
+        lines.append(
+            f"G100: stage-2 after {g.stage2_s:g} s;"
+            f" lockout after {g.single_excursion_lockout_s:g} s,"
+            f" {g.window_max_stage2} in {g.window_s:g} s or > {g.day_max_stage2} in"
+            f" {g.day_window_s:g} s; lockout {g.lockout_s:g} s"
+        )
+    if cfg.meter is not None:
+        mt = cfg.meter
+        where = mt.port if mt.transport == "rtu" else f"{mt.host}:{mt.tcp_port}"
+        lines.append(
+            f"meter: {mt.profile_file or mt.profile} via {mt.transport} {where} unit {mt.unit_id}"
+        )
+    if cfg.cpo is not None:
+        lines.append(f"CPO: {cfg.cpo.base_url}")
+    if cfg.central is not None:
+        lines.append(f"central: {cfg.central.host}:{cfg.central.port} prefix {cfg.central.prefix}")
+    lines.append(f"HMI: http://{cfg.hmi.bind}:{cfg.hmi.port}")
+    return lines
+
+
+def _cmd_not_yet(args: argparse.Namespace) -> int:
+    print(
+        f"gridwarden {args.command}: not yet — the daemon lands with issue 5 (the controller"
+        " daemon). Today you can validate configs with `gridwarden check-config` and drive"
+        " the control core on a simulated site with `python -m hil.site`.",
+        file=sys.stderr,
+    )
+    return 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gridwarden", description="Local DERMS controller for EV charging sites."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "check-config", help="validate config files and print the effective settings"
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--json", action="store_true", help="print the full effective config as JSON")
+    p.set_defaults(func=_cmd_check_config)
+
+    p = sub.add_parser("run", help="run the controller (the field entry point)")
+    p.add_argument("--config", required=True, metavar="PATH")
+    p.set_defaults(func=_cmd_not_yet)
+
+    p = sub.add_parser("demo", help="run the controller on a simulated site")
+    p.set_defaults(func=_cmd_not_yet)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
