@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from controller.config import Config, load_config
 from controller.errors import ConfigError
+from hal import commands as hal_commands
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -81,7 +82,7 @@ def describe(cfg: Config) -> list[str]:
         )
     if cfg.meter is not None:
         mt = cfg.meter
-        where = mt.port if mt.transport == "rtu" else f"{mt.host}:{mt.tcp_port}"
+        where = {"rtu": mt.port, "sim": "(simulated)"}.get(mt.transport, f"{mt.host}:{mt.tcp_port}")
         lines.append(
             f"meter: {mt.profile_file or mt.profile} via {mt.transport} {where} unit {mt.unit_id}"
         )
@@ -122,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the controller on a simulated site")
     p.set_defaults(func=_cmd_not_yet)
+
+    hal_commands.register_probe_meter(sub)
+    sim = sub.add_parser("sim", help="run a simulator standalone (for third-party peers)")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIMULATOR")
+    hal_commands.register_sim_meter(sim_sub)
     return parser
 
 

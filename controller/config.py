@@ -145,6 +145,9 @@ class ControlConfig(_Section):
     release_hold_s: NonNegFloat = 60.0
     """How long the headroom must stay available before the limit is raised."""
     deadband_kw: NonNegFloat = 0.5
+    cut_confirm_s: NonNegFloat = 5.0
+    """A cut while the constraint is still within its limit must persist this long
+    (noise must not ratchet the limit down); above the limit a cut is immediate."""
     limit_validity_s: Annotated[float, Field(ge=10)] = 300.0
     """valid_until sent with each limit: the CPO falls back on its own after this."""
     refresh_s: Annotated[float, Field(ge=1)] = 60.0
@@ -212,6 +215,12 @@ class CpoConfig(_Section):
     demand_poll_s: PositiveFloat = 5.0
     unreachable_after_s: PositiveFloat = 15.0
     """Failed exchanges for this long -> the CPO counts as unreachable."""
+
+    @model_validator(mode="after")
+    def _token(self) -> Self:
+        if not self.token.get_secret_value() and self.token_file is None:
+            raise ValueError("give token or token_file (the CPO API needs a token)")
+        return self
 
 
 class CentralConfig(_Section):
@@ -290,6 +299,7 @@ class Config(_Section):
             ramp_kw_per_s=ctl.ramp_kw_per_s,
             release_hold_s=ctl.release_hold_s,
             deadband_kw=ctl.deadband_kw,
+            cut_confirm_s=ctl.cut_confirm_s,
             limit_validity_s=ctl.limit_validity_s,
             refresh_s=ctl.refresh_s,
             demand_stale_s=ctl.demand_stale_s,
