@@ -35,18 +35,23 @@ NonNegFloat = Annotated[float, Field(ge=0)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class SiteConfig(_Section):
+    """The site and where it is."""
+
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
     """Site identifier used in the CPO API path and the MQTT topics."""
     name: str = ""
+    """Human name shown on the HMI and in reports."""
     timezone: str = "Europe/London"
     """IANA time zone of the site: schedules are in local time."""
 
 
 class ScheduleEntry(_Section):
+    """One step of a weekly limit schedule."""
+
     days: list[str] = Field(default_factory=lambda: ["all"])
     """Days this entry starts on: mon..sun, or all / weekdays / weekend."""
     start: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
@@ -75,7 +80,11 @@ class ScheduleEntry(_Section):
 
 
 class SchemeConfig(_Section):
+    """The SCC scheme and the constraint it protects (limit, margin, trip level in `unit`)."""
+
     type: Literal["CLM", "TCC", "LMC", "CMC"]
+    """CLM: agreed import capacity at the site's connection point; TCC: the same with a
+    weekly schedule; LMC: DNO threshold at one LV constraint; CMC: central platform."""
     unit: Literal["kW", "kVA", "A"] = "kW"
     """Unit of the limit: kW, kVA, or A per phase (the worst phase is compared)."""
     limit: NonNegFloat | None = None
@@ -92,7 +101,9 @@ class SchemeConfig(_Section):
     ev_phases: Literal[1, 3] = 3
     """How the EV site's current spreads over phases, for limits in amps."""
     nominal_voltage_v: Annotated[float, Field(gt=50, lt=500)] = 230.0
+    """Phase voltage used to turn EV kW into amps when the meter gives no voltage."""
     ev_power_factor: Annotated[float, Field(gt=0.5, le=1.0)] = 1.0
+    """Power factor of the EV site, to turn its kW into kVA (limits in kVA)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -125,6 +136,8 @@ class SchemeConfig(_Section):
 
 
 class EvSiteConfig(_Section):
+    """The EV site as the CPO runs it (all in kW)."""
+
     max_kw: PositiveFloat
     """The EV site's maximum import (sum of chargepoint ratings or its supply)."""
     min_kw: NonNegFloat = 0.0
@@ -140,18 +153,25 @@ class EvSiteConfig(_Section):
 
 
 class ControlConfig(_Section):
+    """The setpoint law's timing."""
+
     period_s: Annotated[float, Field(ge=0.1, le=10)] = 1.0
+    """Control period: the limit is recomputed this often."""
     ramp_kw_per_s: PositiveFloat = 1.0
+    """Fastest rise of the EV limit once a raise is allowed."""
     release_hold_s: NonNegFloat = 60.0
     """How long the headroom must stay available before the limit is raised."""
     deadband_kw: NonNegFloat = 0.5
+    """Changes of the EV limit smaller than this are not made (unless over the limit)."""
     cut_confirm_s: NonNegFloat = 5.0
     """A cut while the constraint is still within its limit must persist this long
     (noise must not ratchet the limit down); above the limit a cut is immediate."""
     limit_validity_s: Annotated[float, Field(ge=10)] = 300.0
     """valid_until sent with each limit: the CPO falls back on its own after this."""
     refresh_s: Annotated[float, Field(ge=1)] = 60.0
+    """An unchanged limit is sent again this often (before valid_until runs out)."""
     demand_stale_s: Annotated[float, Field(ge=1)] = 30.0
+    """A CPO demand report older than this is stale: the law then assumes the worst."""
 
     @model_validator(mode="after")
     def _refresh(self) -> Self:
@@ -161,19 +181,24 @@ class ControlConfig(_Section):
 
 
 class EscalationConfig(_Section):
+    """When not complying, or losing the meter, leads to emergency and to a trip."""
+
     compliance_deadline_s: PositiveFloat = 60.0
     """Over the limit this long without the site complying -> emergency (minimum limit)."""
     compliance_deadline_unreachable_s: PositiveFloat = 20.0
     """The same deadline while the CPO cannot be reached (escalate sooner)."""
     compliance_tolerance_kw: NonNegFloat = 1.0
+    """CMC without a local meter: reported demand this far above the limit is over it."""
     trip_delay_s: NonNegFloat = 30.0
     """In emergency, still above the trip level after this long -> breaker trip."""
     emergency_release_s: NonNegFloat = 60.0
+    """Within the limit this long -> leave emergency (the limit then climbs again)."""
     meter_timeout_s: PositiveFloat = 10.0
     """No valid measurement this long -> fallback limit."""
     meter_trip_timeout_s: PositiveFloat | None = 300.0
     """No valid measurement this long -> trip (omit to never trip on a silent meter)."""
     maintenance_max_s: PositiveFloat = 4 * 3600.0
+    """Maintenance mode ends by itself after this long (a forgotten mode is unsafe)."""
 
     @model_validator(mode="after")
     def _order(self) -> Self:
@@ -190,29 +215,45 @@ class EscalationConfig(_Section):
 
 
 class G100Config(_Section):
+    """Excursion supervision in the style of ENA EREC G100 Issue 2 (CLM and TCC only)."""
+
     enabled: bool = False
+    """Count excursions over the agreed capacity and lock out when they repeat."""
     stage2_s: PositiveFloat = 15.0
+    """An excursion lasting this long counts as a stage-2 excursion."""
     single_excursion_lockout_s: PositiveFloat = 60.0
+    """One excursion lasting this long -> lockout."""
     window_s: PositiveFloat = 600.0
+    """Window for repeated stage-2 excursions."""
     window_max_stage2: Annotated[int, Field(ge=1)] = 2
+    """This many stage-2 excursions within window_s -> lockout."""
     day_window_s: PositiveFloat = 86400.0
+    """The longer window (a day)."""
     day_max_stage2: Annotated[int, Field(ge=0)] = 3
+    """More than this many stage-2 excursions within day_window_s -> lockout."""
     lockout_s: PositiveFloat = 4 * 3600.0
+    """A lockout ends after this long, or earlier by an installer reset."""
     failsafe_kw: NonNegFloat | None = None
     """EV limit held during a lockout (default: the EV site's fallback_kw)."""
 
 
 class CpoConfig(_Section):
+    """The CPO back office's REST API (the controller is its client)."""
+
     base_url: Annotated[str, Field(pattern=r"^https?://")]
     """The CPO API's base, including the version, e.g. https://cpo.example.com/v1."""
     token: SecretStr = SecretStr("")
+    """API token sent as `Authorization: Token <token>` (never shown by check-config)."""
     token_file: Path | None = None
     """A file holding the token (preferred over inlining it here)."""
     ca_file: Path | None = None
     """CA bundle to verify the CPO's certificate (default: the system store)."""
     connect_timeout_s: PositiveFloat = 3.0
+    """Time allowed to open a connection to the CPO API."""
     total_timeout_s: PositiveFloat = 5.0
+    """Time allowed for one whole request."""
     demand_poll_s: PositiveFloat = 5.0
+    """How often the EV site's demand is read from the CPO."""
     unreachable_after_s: PositiveFloat = 15.0
     """Failed exchanges for this long -> the CPO counts as unreachable."""
 
@@ -224,23 +265,39 @@ class CpoConfig(_Section):
 
 
 class CentralConfig(_Section):
+    """The MQTT link to the DNO's central platform (CMC)."""
+
     host: str
+    """MQTT broker host of the central platform."""
     port: Annotated[int, Field(ge=1, le=65535)] = 8883
+    """MQTT broker port (8883 for TLS)."""
     prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_./-]+$")] = "gridwarden"
+    """Topic prefix: topics are {prefix}/{site_id}/..."""
     tls: bool = True
+    """Use TLS (certificate verified against ca_file or the system store)."""
     ca_file: Path | None = None
+    """CA bundle for the broker's certificate."""
     cert_file: Path | None = None
+    """Client certificate (mutual TLS), optional."""
     key_file: Path | None = None
+    """Private key of the client certificate."""
     username: str = ""
+    """MQTT username, optional."""
     password: SecretStr = SecretStr("")
+    """MQTT password, optional."""
     telemetry_s: PositiveFloat = 10.0
+    """Telemetry is published this often."""
     offline_buffer: Annotated[int, Field(ge=0)] = 8640
+    """Telemetry messages kept while offline (oldest dropped first)."""
 
 
 class HmiConfig(_Section):
+    """The local HMI page and its status API."""
+
     bind: str = "127.0.0.1"
     """Local only by default: the HMI is for people at the site."""
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    """HMI port."""
     service_bind: str | None = None
     """An optional second address (a local service interface) the HMI also listens on."""
     users: dict[str, str] = Field(default_factory=dict)
@@ -248,9 +305,14 @@ class HmiConfig(_Section):
 
 
 class StoreConfig(_Section):
+    """The on-device SQLite store: events, trends, the latched trip."""
+
     path: Path = Path("/var/lib/gridwarden/gridwarden.sqlite")
+    """SQLite file (WAL mode); its directory must be writable."""
     event_retention_days: Annotated[int, Field(ge=1)] = 365
+    """Events older than this are deleted."""
     trend_retention_h: Annotated[int, Field(ge=24)] = 48
+    """One-minute trend aggregates kept this long."""
 
 
 class Config(_Section):

@@ -157,3 +157,11 @@ def test_check_config_cli_reports_errors_without_traceback(tmp_path: Path) -> No
     assert f"{broken}: not valid TOML" in proc.stderr
     assert "missing.toml: no such file" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_readme_configuration_reference_is_current() -> None:
+    from tools.config_reference import README, readme_section, render
+
+    assert readme_section(README.read_text()) == render(), (
+        "README's configuration reference is stale: python -m tools.config_reference --write"
+    )
