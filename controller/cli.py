@@ -5,12 +5,13 @@ the people running these are installers and DNO engineers at a site, not develop
 """
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Sequence
 
 from controller.config import Config, load_config
-from controller.errors import ConfigError
+from controller.errors import ConfigError, GridwardenError
 from hal import commands as hal_commands
 
 
@@ -94,6 +95,23 @@ def describe(cfg: Config) -> list[str]:
     return lines
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 2
+    from controller.runtime import run_daemon, setup_logging  # noqa: PLC0415
+
+    setup_logging()
+    try:
+        return asyncio.run(run_daemon(cfg))
+    except GridwardenError as exc:
+        print(f"gridwarden run: {exc}", file=sys.stderr)
+        return 2
+
+
 def _cmd_not_yet(args: argparse.Namespace) -> int:
     print(
         f"gridwarden {args.command}: not yet — the daemon lands with issue 5 (the controller"
@@ -119,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the controller (the field entry point)")
     p.add_argument("--config", required=True, metavar="PATH")
-    p.set_defaults(func=_cmd_not_yet)
+    p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("demo", help="run the controller on a simulated site")
     p.set_defaults(func=_cmd_not_yet)

@@ -11,6 +11,7 @@ import difflib
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -47,6 +48,18 @@ class SiteConfig(_Section):
     """Human name shown on the HMI and in reports."""
     timezone: str = "Europe/London"
     """IANA time zone of the site: schedules are in local time."""
+    clock_trusted: bool = False
+    """The device keeps good time without NTP (an RTC or GPS): schedules follow the clock
+    even when the kernel does not report it synchronised."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r} (an IANA name like Europe/London)") from exc
+        return v
 
 
 class ScheduleEntry(_Section):

@@ -1,0 +1,200 @@
+"""The daemon's runtime with real parts: the simulated meter served over Modbus TCP on
+loopback read by the real driver, the simulated breaker, a real SQLite file.
+
+Timings are shortened (0.2 s periods, 1 s deadlines) so escalation happens in seconds.
+"""
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller import core
+from controller.config import Config, parse_config
+from controller.runtime import Runtime
+from controller.store import Store
+from hal.meter import MeterSettings, Reading, build_meter
+from hal.sim.breaker import SimBreaker
+from hal.sim.meter import SimMeter
+
+
+def fast_config(store: Path, port: int, **scheme: Any) -> Config:
+    return parse_config(
+        {
+            "site": {"id": "rt-test", "clock_trusted": True},
+            "scheme": {"type": "CLM", "limit": 100.0, "margin": 5.0, **scheme},
+            "ev_site": {"max_kw": 80.0, "min_kw": 2.0, "fallback_kw": 20.0},
+            "control": {"period_s": 0.2, "release_hold_s": 1.0, "ramp_kw_per_s": 50.0},
+            "escalation": {
+                "compliance_deadline_s": 1.0,
+                "compliance_deadline_unreachable_s": 1.0,
+                "trip_delay_s": 1.0,
+                "meter_timeout_s": 1.0,
+                "meter_trip_timeout_s": 30.0,
+            },
+            "meter": {
+                "transport": "tcp",
+                "host": "127.0.0.1",
+                "tcp_port": port,
+                "profile": "sdm630",
+                "poll_interval_s": 0.1,
+                "timeout_s": 0.3,
+                "ct_rating_a": 400.0,
+            },
+            "breaker": {"transport": "sim"},
+            "store": {"path": str(store)},
+        }
+    )
+
+
+@pytest.fixture
+async def sim_meter() -> AsyncIterator[tuple[SimMeter, int]]:
+    sim = SimMeter("sdm630", power_kw=40.0, jitter=True)
+    port = await sim.start_tcp("127.0.0.1", 0)
+    try:
+        yield sim, port
+    finally:
+        await sim.stop()
+
+
+async def start(cfg: Config, breaker: SimBreaker, **kw: Any) -> tuple[Runtime, asyncio.Task[int]]:
+    store = Store(cfg.store.path)
+    await store.start()
+    assert cfg.meter is not None
+    rt = Runtime(cfg, meter=build_meter(cfg.meter), breaker=breaker, cpo=None, store=store, **kw)
+    return rt, asyncio.create_task(rt.run())
+
+
+async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+def event_codes(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return [r[0] for r in conn.execute("SELECT code FROM events ORDER BY id")]
+
+
+async def test_overload_escalates_to_a_trip_that_is_persisted_and_survives_restart(
+    tmp_path: Path, sim_meter: tuple[SimMeter, int]
+) -> None:
+    sim, port = sim_meter
+    db = tmp_path / "gw.sqlite"
+    cfg = fast_config(db, port)
+    breaker = SimBreaker()
+    rt, task = await start(cfg, breaker)
+    await until(lambda: breaker.history == ["permit_close"])
+    await until(lambda: rt.status.state in ("curtailing", "normal"))
+    sim.set_power_kw(130.0)  # the site ignores its limit
+    await until(lambda: rt.status.state == "emergency")
+    await until(lambda: breaker.history[-1:] == ["trip"])
+    assert rt.status.state == "tripped" and not breaker.closed
+    rt.stop()
+    assert await task == 0
+    assert {"STARTED", "OVER_LIMIT", "EMERGENCY", "TRIP"} <= set(event_codes(db))
+
+    # a new process on the same store: the trip is still latched, the breaker held open
+    sim.set_power_kw(40.0)
+    breaker2 = SimBreaker(closed=True)
+    rt2, task2 = await start(fast_config(db, port), breaker2)
+    await until(lambda: breaker2.history[:1] == ["trip"])
+    await asyncio.sleep(0.5)
+    assert rt2.status.state == "tripped" and "permit_close" not in breaker2.history
+    rt2.submit_command(core.Command("reset", "alice", "r1"))
+    await until(lambda: breaker2.history[-1:] == ["permit_close"])
+    assert rt2.command_results[-1].accepted
+    rt2.stop()
+    assert await task2 == 0
+    assert event_codes(db).count("TRIP_LATCHED") == 1
+    assert "TRIP_RESET" in event_codes(db)
+
+
+async def test_a_silent_meter_leads_to_fallback_without_blocking_the_tick(
+    tmp_path: Path, sim_meter: tuple[SimMeter, int]
+) -> None:
+    sim, port = sim_meter
+    cfg = fast_config(tmp_path / "gw.sqlite", port)
+    rt, task = await start(cfg, SimBreaker())
+    await until(lambda: rt.status.constraint is not None)
+    sim.faults.silent = True
+    await until(lambda: rt.status.state == "fallback")
+    ticks = rt.stats.ticks
+    await asyncio.sleep(1.0)  # every read now waits for its timeout; the tick does not
+    assert rt.stats.ticks - ticks >= 4
+    assert rt.status.ev_limit_kw <= 20.0
+    sim.faults.silent = False
+    await until(lambda: rt.status.state != "fallback")
+    rt.stop()
+    assert await task == 0
+
+
+async def test_store_failure_keeps_controlling_and_raises_an_alarm(
+    tmp_path: Path, sim_meter: tuple[SimMeter, int]
+) -> None:
+    _sim, port = sim_meter
+    db = tmp_path / "gw.sqlite"
+    rt, task = await start(fast_config(db, port), SimBreaker())
+    await until(lambda: rt.stats.ticks > 3)
+    conn = rt.store._conn
+    assert conn is not None
+    await rt.store._run(conn.execute, "PRAGMA query_only=ON")
+    await until(lambda: "STORE_FAILED" in rt.status_dict()["alarms"])
+    ticks = rt.stats.ticks
+    await asyncio.sleep(0.6)
+    assert rt.stats.ticks > ticks  # still controlling
+    await rt.store._run(conn.execute, "PRAGMA query_only=OFF")
+    await until(lambda: "STORE_FAILED" not in rt.status_dict()["alarms"])
+    rt.stop()
+    assert await task == 0
+    codes = event_codes(db)
+    assert "STORE_FAILED" in codes and "STORE_FAILED_CLEARED" in codes  # kept, then written
+
+
+class BrokenMeter:
+    """A driver with a bug: it raises something that is not a MeterError."""
+
+    async def read(self) -> Reading:
+        await asyncio.sleep(0.3)
+        raise RuntimeError("driver bug")
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_dying_task_stops_the_controller_visibly(
+    tmp_path: Path, sim_meter: tuple[SimMeter, int]
+) -> None:
+    _sim, port = sim_meter
+    db = tmp_path / "gw.sqlite"
+    cfg = fast_config(db, port)
+    store = Store(db)
+    await store.start()
+    rt = Runtime(cfg, meter=BrokenMeter(), breaker=SimBreaker(), cpo=None, store=store)
+    code = await asyncio.wait_for(rt.run(), 10.0)
+    assert code == 1
+    assert "TASK_FAILED" in event_codes(db)
+
+
+def test_status_reports_scheme_state_and_alarms(tmp_path: Path) -> None:
+    cfg = fast_config(tmp_path / "x.sqlite", 1502)
+    store = Store(cfg.store.path)
+    rt = Runtime(
+        cfg,
+        meter=build_meter(MeterSettings(transport="sim")),
+        breaker=SimBreaker(),
+        cpo=None,
+        store=store,
+    )
+    rt.state = core.State(rt.settings, 0.0)
+    rt.tick(0.5)  # within the meter timeout: still waiting for a first reading
+    status = rt.status_dict()
+    assert status["scheme"] == "CLM"
+    assert status["state"] == "starting"
+    assert status["ev_limit"]["sent_kw"] == 20.0
+    assert status["constraint"]["limit"] == 100.0
