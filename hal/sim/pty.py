@@ -12,13 +12,16 @@ terminates it and waits for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
+import tty
 from pathlib import Path
 from types import TracebackType
 
 from hal.errors import HalError
 
-__all__ = ["PtyPair"]
+__all__ = ["PtyPair", "PythonPtyPair", "open_pty_pair"]
 
 
 class PtyPair:
@@ -87,3 +90,72 @@ class PtyPair:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+class PythonPtyPair:
+    """The same cable without socat: two pseudo-terminals whose master sides this process
+    joins with an event-loop relay. For machines that have only Python (``gridwarden
+    demo`` on a fresh laptop); the tests use socat, which also survives this process.
+    The relay lives on the running event loop: start and stop it from that loop."""
+
+    def __init__(self, master_path: str | Path, slave_path: str | Path) -> None:
+        self.master_path = str(master_path)
+        self.slave_path = str(slave_path)
+        self._fds: list[int] = []
+
+    @property
+    def plugged(self) -> bool:
+        return bool(self._fds)
+
+    async def start(self, timeout_s: float = 5.0) -> None:
+        if self.plugged:
+            return
+        loop = asyncio.get_running_loop()
+        a_master, a_slave = os.openpty()
+        b_master, b_slave = os.openpty()
+        self._fds = [a_master, a_slave, b_master, b_slave]
+        for fd in (a_slave, b_slave):
+            tty.setraw(fd)  # no echo, no line discipline: bytes pass as they are
+        for fd in (a_master, b_master):
+            os.set_blocking(fd, False)
+        for link, slave in ((self.master_path, a_slave), (self.slave_path, b_slave)):
+            Path(link).unlink(missing_ok=True)  # noqa: ASYNC240 (tmpfs, no I/O wait)
+            Path(link).symlink_to(os.ttyname(slave))  # noqa: ASYNC240
+        loop.add_reader(a_master, self._relay, a_master, b_master)
+        loop.add_reader(b_master, self._relay, b_master, a_master)
+
+    @staticmethod
+    def _relay(src: int, dst: int) -> None:
+        try:
+            data = os.read(src, 4096)
+        except (BlockingIOError, OSError):
+            return  # nobody has the tty open yet (EIO) or nothing to read
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(dst, data)
+
+    async def stop(self) -> None:
+        fds, self._fds = self._fds, []
+        if not fds:
+            return
+        loop = asyncio.get_running_loop()
+        for fd in (fds[0], fds[2]):
+            loop.remove_reader(fd)
+        for path in (self.master_path, self.slave_path):
+            Path(path).unlink(missing_ok=True)  # noqa: ASYNC240
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    async def __aenter__(self) -> PythonPtyPair:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def open_pty_pair(master_path: str | Path, slave_path: str | Path) -> PtyPair | PythonPtyPair:
+    """A serial cable between two named ttys: socat when installed, else a Python relay."""
+    if shutil.which("socat"):
+        return PtyPair(master_path, slave_path)
+    return PythonPtyPair(master_path, slave_path)
