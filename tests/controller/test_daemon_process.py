@@ -9,13 +9,13 @@ import signal
 import sqlite3
 import sys
 import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hal.sim.meter import SimMeter
+from tests.controller.conftest import event_codes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,25 +114,10 @@ async def _drain(proc: asyncio.subprocess.Process) -> None:
         pass
 
 
-@pytest.fixture
-async def meter() -> AsyncIterator[tuple[SimMeter, int]]:
-    sim = SimMeter("sdm630", power_kw=40.0, jitter=True)
-    port = await sim.start_tcp("127.0.0.1", 0)
-    try:
-        yield sim, port
-    finally:
-        await sim.stop()
-
-
-def codes(db: Path) -> list[str]:
-    with sqlite3.connect(db) as conn:
-        return [r[0] for r in conn.execute("SELECT code FROM events ORDER BY id")]
-
-
 async def test_sigterm_stops_cleanly_with_the_store_flushed(
-    tmp_path: Path, meter: tuple[SimMeter, int]
+    tmp_path: Path, sim_meter: tuple[SimMeter, int]
 ) -> None:
-    _sim, port = meter
+    _sim, port = sim_meter
     daemon = await start_daemon(write_config(tmp_path, port))
     try:
         st = await daemon.wait_state("curtailing")
@@ -144,13 +129,13 @@ async def test_sigterm_stops_cleanly_with_the_store_flushed(
         if daemon.proc.returncode is None:
             daemon.proc.kill()
             await daemon.proc.wait()
-    assert "STARTED" in codes(tmp_path / "gw.sqlite")
+    assert "STARTED" in event_codes(tmp_path / "gw.sqlite")
 
 
 async def test_kill_minus_9_after_a_trip_never_unlatches_it(
-    tmp_path: Path, meter: tuple[SimMeter, int]
+    tmp_path: Path, sim_meter: tuple[SimMeter, int]
 ) -> None:
-    sim, port = meter
+    sim, port = sim_meter
     cfg = write_config(tmp_path, port)
     daemon = await start_daemon(cfg)
     try:
@@ -171,6 +156,6 @@ async def test_kill_minus_9_after_a_trip_never_unlatches_it(
             daemon.proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(daemon.proc.wait(), 10)
     db = tmp_path / "gw.sqlite"
-    assert "TRIP_LATCHED" in codes(db)
+    assert "TRIP_LATCHED" in event_codes(db)
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -5,12 +5,9 @@ Timings are shortened (0.2 s periods, 1 s deadlines) so escalation happens in se
 """
 
 import asyncio
-import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from controller import core
 from controller.config import Config, parse_config
@@ -19,6 +16,7 @@ from controller.store import Store
 from hal.meter import MeterSettings, Reading, build_meter
 from hal.sim.breaker import SimBreaker
 from hal.sim.meter import SimMeter
+from tests.controller.conftest import event_codes
 
 
 def fast_config(store: Path, port: int, **scheme: Any) -> Config:
@@ -50,16 +48,6 @@ def fast_config(store: Path, port: int, **scheme: Any) -> Config:
     )
 
 
-@pytest.fixture
-async def sim_meter() -> AsyncIterator[tuple[SimMeter, int]]:
-    sim = SimMeter("sdm630", power_kw=40.0, jitter=True)
-    port = await sim.start_tcp("127.0.0.1", 0)
-    try:
-        yield sim, port
-    finally:
-        await sim.stop()
-
-
 async def start(cfg: Config, breaker: SimBreaker, **kw: Any) -> tuple[Runtime, asyncio.Task[int]]:
     store = Store(cfg.store.path)
     await store.start()
@@ -72,11 +60,6 @@ async def until(cond: Callable[[], bool], within_s: float = 10.0) -> None:
     async with asyncio.timeout(within_s):
         while not cond():  # noqa: ASYNC110 (polls state owned by other tasks)
             await asyncio.sleep(0.05)
-
-
-def event_codes(path: Path) -> list[str]:
-    with sqlite3.connect(path) as conn:
-        return [r[0] for r in conn.execute("SELECT code FROM events ORDER BY id")]
 
 
 async def test_overload_escalates_to_a_trip_that_is_persisted_and_survives_restart(
