@@ -9,10 +9,13 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from controller.config import Config, load_config
 from controller.errors import ConfigError, GridwardenError
 from hal import commands as hal_commands
+from hil.cpo_sim import register_sim_cpo
+from tools.study.cli import register_study
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -112,14 +115,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
 
 
-def _cmd_not_yet(args: argparse.Namespace) -> int:
-    print(
-        f"gridwarden {args.command}: not yet — the daemon lands with issue 5 (the controller"
-        " daemon). Today you can validate configs with `gridwarden check-config` and drive"
-        " the control core on a simulated site with `python -m hil.site`.",
-        file=sys.stderr,
-    )
-    return 3
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from controller.runtime import setup_logging  # noqa: PLC0415
+    from hil.demo import main_demo  # noqa: PLC0415 (the bench is only loaded for the demo)
+
+    setup_logging()
+    return main_demo(args.port, args.store_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,12 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("demo", help="run the controller on a simulated site")
-    p.set_defaults(func=_cmd_not_yet)
+    p.add_argument("--port", type=int, default=8080, help="HMI port (0: any free port)")
+    p.add_argument(
+        "--store-dir", type=Path, default=None, help="keep the demo's files here (default: temp)"
+    )
+    p.set_defaults(func=_cmd_demo)
 
     hal_commands.register_probe_meter(sub)
+    register_study(sub)
     sim = sub.add_parser("sim", help="run a simulator standalone (for third-party peers)")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIMULATOR")
     hal_commands.register_sim_meter(sim_sub)
+    register_sim_cpo(sim_sub)
     return parser
 
 

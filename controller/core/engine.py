@@ -397,7 +397,8 @@ def _smooth(s: CoreSettings, st: State, raw: float, c: _Constraint, dt: float, n
             st.cut_since = None
         return
     st.cut_since = None
-    if raw - cur < s.deadband_kw:
+    if raw - cur < s.deadband_kw or c.quantity > c.trim:
+        # never raise while the constraint eats into its margin, whatever the estimate says
         st.raise_since = None
         return
     # the headroom that stayed available all through the hold is the lowest seen in it

@@ -19,7 +19,9 @@ Policy, and why:
   arrives or the order's validity has passed. Rejections (4xx) are not retried.
 - Demand is polled every ``demand_poll_s`` on its own task, so a slow PUT never delays it.
 - Reachability: failing exchanges for ``unreachable_after_s`` make the CPO unreachable;
-  one success makes it reachable. Loss and recovery are logged once per episode.
+  one success makes it reachable. A refused token (401/403) counts as a failure; another
+  refusal of a limit (e.g. 409 stale sequence) proves the CPO is there and does not.
+  Loss and recovery are logged once per episode.
 - ``run()`` never raises except ``CancelledError``: an unexpected bug in a loop is logged
   with its traceback and the loop goes on after a pause.
 
@@ -38,7 +40,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from controller.core.model import Demand
-from controller.cpo.errors import CpoBadResponse, CpoError, CpoRejected, CpoUnreachable
+from controller.cpo.errors import (
+    CpoAuthError,
+    CpoBadResponse,
+    CpoError,
+    CpoRejected,
+    CpoUnreachable,
+)
 from controller.cpo.models import (
     ERR_STALE_SEQUENCE,
     REASONS,
@@ -311,7 +319,7 @@ class PollingCpoLink:
 
     def _on_success(self) -> None:
         if self._loss_logged:
-            log.warning("%s: reachable again", self._name)
+            log.info("%s: reachable again", self._name)
         self._failing_since = None
         self._loss_logged = False
         self._last_error = None
@@ -329,9 +337,13 @@ class PollingCpoLink:
             )
 
     def _on_rejected(self, order: _Order, exc: CpoRejected) -> None:
-        # The CPO answered: it is reachable, but this order did not land.
-        self._on_success()
-        self._last_error = str(exc)
+        # The CPO answered, but this order did not land. A refused token means our limits
+        # cannot land at all: that counts towards unreachable; any other refusal does not.
+        if isinstance(exc, CpoAuthError):
+            self._on_failure(exc)
+        else:
+            self._on_success()
+            self._last_error = str(exc)
         if exc.code == ERR_STALE_SEQUENCE:
             current = exc.details.get("current_sequence")
             if isinstance(current, int):

@@ -140,7 +140,8 @@ def test_check_config_cli_json_hides_secrets() -> None:
     data = json.loads(proc.stdout)
     assert data["scheme"]["type"] == "LMC"
     assert "demo-token" not in proc.stdout
-    assert data["control"]["release_hold_s"] == 10.0  # defaults and overrides, filled in
+    assert data["control"]["release_hold_s"] == 5.0  # overrides and defaults, filled in
+    assert data["control"]["deadband_kw"] == 0.5
 
 
 def test_check_config_cli_reports_errors_without_traceback(tmp_path: Path) -> None:

@@ -127,9 +127,10 @@ def test_amps_per_phase_compares_the_worst_phase():
         release_hold_s=0.0,
         ramp_kw_per_s=1000.0,
         site_max_kw=150.0,
+        fallback_limit_kw=150.0,
     )
     rig = Rig(s)
-    for _ in range(3):
+    for _ in range(3):  # 412 A > 400 A: cut at once
         rig.tick(currents=(300.0, 412.0, 350.0), voltages=(230.0, 230.0, 230.0), demand_kw=50.0)
     st = rig.state.status
     assert st.phase == 2 and st.constraint == 412.0
@@ -186,3 +187,12 @@ def test_a_raise_goes_no_higher_than_the_headroom_that_lasted_through_the_hold()
     rig.run(4, power_kw=65.0, demand_kw=20.0)  # one dip in the window: 50 kW headroom
     rig.run(10, power_kw=60.0, demand_kw=20.0)
     assert approx(rig.limit, 50.0)
+
+
+def test_no_raise_while_the_constraint_is_above_its_trim():
+    s = settings(release_hold_s=0.0, ramp_kw_per_s=1000.0)
+    rig = Rig(s)
+    # the EVs report 60 kW (more than their 20 kW limit) and the constraint sits at 97 kW,
+    # inside the margin: the estimate says 58 kW would fit, but the margin is being used
+    rig.run(10, power_kw=97.0, demand_kw=60.0)
+    assert rig.limit == 20.0

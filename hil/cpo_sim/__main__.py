@@ -1,0 +1,5 @@
+import sys
+
+from hil.cpo_sim import main
+
+sys.exit(main())
