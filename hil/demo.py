@@ -9,7 +9,7 @@
   sensitivity, fed into the simulated meter every time it is polled.
 
 A scripted story makes the controller curtail and escalate within about a minute: the
-background load steps up at 15 s (curtailment), the CPO stops obeying at 30 s (emergency,
+background load steps up at 25 s (curtailment), the CPO stops obeying at 40 s (emergency,
 then a trip), and once tripped the CPO is made to behave again so that an operator can
 reset (type ``reset`` here, or use the HMI). Ctrl-C stops everything cleanly.
 """
@@ -50,8 +50,8 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "demo.toml"
 DEMO_TOKEN = "demo-token"
 
 # the story, in seconds since start
-STEP_UP_AT_S = 15.0
-CPO_MISBEHAVES_AT_S = 30.0
+STEP_UP_AT_S = 25.0
+CPO_MISBEHAVES_AT_S = 40.0
 BACKGROUND_BEFORE_KW = 60.0
 BACKGROUND_AFTER_KW = 150.0
 
