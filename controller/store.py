@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS kv (
 
 MAX_PENDING = 10_000  # events and samples kept in memory while the disk refuses them
 CORE_STATE_KEY = "core_state"
+ACKABLE_SEVERITIES = ("warning", "alarm", "critical")  # what an operator acknowledges
 
 
 class StoreError(GridwardenError):
@@ -350,3 +351,120 @@ class Store:
         keys = ("minute", "n", "constraint_avg", "constraint_max", "limit_avg", "ev_limit_avg",
                 "ev_demand_avg")  # fmt: skip
         return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    # --- event log for the HMI: filters and acknowledgement (issue 6) -------------------------
+    async def query_events(
+        self,
+        limit: int = 100,
+        min_severity: str | None = None,
+        *,
+        code: str | None = None,
+        unacked_only: bool = False,
+        before_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Newest first, filtered: at least ``min_severity``; ``code`` as a prefix;
+        only alarms not yet acknowledged; only older than ``before_id`` (paging)."""
+        return await self._run(
+            self._query_events, limit, min_severity, code, unacked_only, before_id
+        )
+
+    def _query_events(
+        self,
+        limit: int,
+        min_severity: str | None,
+        code: str | None,
+        unacked_only: bool,
+        before_id: int | None,
+    ) -> list[dict[str, Any]]:
+        conn = self._conn
+        assert conn is not None
+        order = ["info", "warning", "alarm", "critical"]
+        severities = order[order.index(min_severity) :] if min_severity in order else order
+        if unacked_only:
+            severities = [s for s in severities if s in ACKABLE_SEVERITIES]
+        where = [f"severity IN ({','.join('?' * len(severities))})"]
+        args: list[Any] = list(severities)
+        if code:
+            where.append("code LIKE ? ESCAPE '\\'")
+            esc = code.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            args.append(esc + "%")
+        if unacked_only:
+            where.append("acked_ts IS NULL")
+        if before_id is not None:
+            where.append("id < ?")
+            args.append(before_id)
+        rows = conn.execute(
+            "SELECT id, ts, code, severity, message, data, acked_by, acked_ts FROM events"
+            f" WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        keys = ("id", "ts", "code", "severity", "message", "data", "acked_by", "acked_ts")
+        out = []
+        for row in rows:
+            item = dict(zip(keys, row, strict=True))
+            item["data"] = json.loads(item["data"])
+            out.append(item)
+        return out
+
+    async def count_unacked(self) -> int:
+        """Warnings, alarms and critical events nobody has acknowledged yet."""
+        return await self._run(self._count_unacked)
+
+    def _count_unacked(self) -> int:
+        conn = self._conn
+        assert conn is not None
+        marks = ",".join("?" * len(ACKABLE_SEVERITIES))
+        row = conn.execute(
+            f"SELECT COUNT(*) FROM events WHERE acked_ts IS NULL AND severity IN ({marks})",
+            ACKABLE_SEVERITIES,
+        ).fetchone()
+        return int(row[0])
+
+    async def ack_event(self, event_id: int, account: str) -> bool:
+        """Acknowledge one warning/alarm/critical event; records ALARM_ACKED with the
+        account. False if there is no such unacknowledged event."""
+        try:
+            n = await self._run(self._ack, account, event_id)
+        except sqlite3.Error as exc:
+            self._fail(exc)
+            raise StoreError(f"{self.path}: cannot acknowledge: {exc}") from exc
+        return n > 0
+
+    async def ack_all(self, account: str) -> int:
+        """Acknowledge every unacknowledged warning/alarm/critical event; the count."""
+        try:
+            return await self._run(self._ack, account, None)
+        except sqlite3.Error as exc:
+            self._fail(exc)
+            raise StoreError(f"{self.path}: cannot acknowledge: {exc}") from exc
+
+    def _ack(self, account: str, event_id: int | None) -> int:
+        conn = self._conn
+        if conn is None:
+            raise sqlite3.OperationalError("store is closed")
+        now = self.wall_clock()
+        marks = ",".join("?" * len(ACKABLE_SEVERITIES))
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            sql = (
+                "UPDATE events SET acked_by = ?, acked_ts = ?"
+                f" WHERE acked_ts IS NULL AND severity IN ({marks})"
+            )
+            args: list[Any] = [account, now, *ACKABLE_SEVERITIES]
+            if event_id is not None:
+                sql += " AND id = ?"
+                args.append(event_id)
+            n = conn.execute(sql, args).rowcount
+            if n:
+                what = f"event {event_id}" if event_id is not None else f"{n} events"
+                conn.execute(
+                    "INSERT INTO events(ts, code, severity, message, data) VALUES (?,?,?,?,?)",
+                    (
+                        now,
+                        "ALARM_ACKED",
+                        "info",
+                        f"{what} acknowledged by {account}",
+                        json.dumps({"account": account, "event_id": event_id, "count": n}),
+                    ),
+                )
+        return int(n)
