@@ -315,6 +315,19 @@ class HmiConfig(_Section):
     """An optional second address (a local service interface) the HMI also listens on."""
     users: dict[str, str] = Field(default_factory=dict)
     """Account name -> salted password hash (make one with `gridwarden hash-password`)."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Extra host names the HMI answers operator actions on (IP addresses, localhost and
+    the device's own name always work; others are refused against DNS rebinding)."""
+    session_idle_s: PositiveFloat = 15 * 60.0
+    """A login ends after this long without activity."""
+    session_max_s: PositiveFloat = 8 * 3600.0
+    """A login ends after this long in any case."""
+    login_max_failures: Annotated[int, Field(ge=1)] = 5
+    """Failed logins (per account and per address) before a lock-out."""
+    login_failure_window_s: PositiveFloat = 15 * 60.0
+    """Window in which failed logins are counted."""
+    login_lockout_s: PositiveFloat = 5 * 60.0
+    """How long a lock-out lasts."""
 
 
 class StoreConfig(_Section):

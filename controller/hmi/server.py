@@ -355,9 +355,14 @@ def _http_error(cls: type[web.HTTPError], message: str) -> web.HTTPError:
 def make_app(runtime: "Runtime", *, live_interval_s: float = 1.0) -> web.Application:
     app = web.Application(middlewares=[_guard], client_max_size=64 * 1024)
     app[RUNTIME_KEY] = runtime
-    app[SESSIONS_KEY] = auth.Sessions()
-    app[LOCKOUT_KEY] = auth.LockOut()
-    app[HOSTS_KEY] = _local_names()
+    hmi = runtime.config.hmi
+    app[SESSIONS_KEY] = auth.Sessions(idle_s=hmi.session_idle_s, max_s=hmi.session_max_s)
+    app[LOCKOUT_KEY] = auth.LockOut(
+        max_failures=hmi.login_max_failures,
+        window_s=hmi.login_failure_window_s,
+        lockout_s=hmi.login_lockout_s,
+    )
+    app[HOSTS_KEY] = _local_names() | {h.lower() for h in hmi.allowed_hosts}
     for problem in auth.check_users(runtime.config.hmi.users):
         log.error("%s (that account cannot log in)", problem)
 
