@@ -271,6 +271,13 @@ class Runtime:
         demand_kw: float | None = None
         if self.cpo is not None:
             snap = self.cpo.snapshot()
+            if snap.cpo_sequence is not None and self.state.resync_sequence(snap.cpo_sequence):
+                # the CPO refused our numbers as stale (this device's store was lost?)
+                self._record(
+                    "SEQUENCE_RESYNC",
+                    core.model.WARNING,
+                    f"CPO holds limit sequence {snap.cpo_sequence}: continuing above it",
+                )
             inputs.demand = snap.demand()
             inputs.cpo_reachable = snap.reachable
             demand_kw = snap.demand_kw
@@ -387,22 +394,20 @@ class Runtime:
                 self.notifier.notify(f"STATUS={self.status.state}: {self.status.reason}")
             await asyncio.sleep(interval)
 
-    # --- runtime alarms --------------------------------------------------------------------------
-    def _raise_runtime(self, code: str, severity: str, message: str) -> None:
-        if code in self.alarms:
-            return
-        self.alarms[code] = severity
+    # --- runtime events and alarms ---------------------------------------------------------------
+    def _record(self, code: str, severity: str, message: str) -> None:
         self.store.add_events([LinkEvent(code, severity, message)], self.wall_clock())
         _log_event(code, severity, message)
 
-    def _clear_runtime(self, code: str, message: str) -> None:
+    def _raise_runtime(self, code: str, severity: str, message: str) -> None:
         if code not in self.alarms:
-            return
-        del self.alarms[code]
-        self.store.add_events(
-            [LinkEvent(code + "_CLEARED", core.model.INFO, message)], self.wall_clock()
-        )
-        _log_event(code + "_CLEARED", core.model.INFO, message)
+            self.alarms[code] = severity
+            self._record(code, severity, message)
+
+    def _clear_runtime(self, code: str, message: str) -> None:
+        if code in self.alarms:
+            del self.alarms[code]
+            self._record(code + "_CLEARED", core.model.INFO, message)
 
     # --- status for the HMI/API ------------------------------------------------------------------
     def status_dict(self) -> dict[str, Any]:

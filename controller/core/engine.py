@@ -151,6 +151,18 @@ class State:
             st.g100.load(g, now)
         return st
 
+    def resync_sequence(self, floor: int) -> bool:
+        """The CPO holds a sequence at least ``floor`` (e.g. after this device's store was
+        lost): continue above it and resend the limit at the next period. Returns whether
+        anything changed."""
+        if floor < self.sequence:
+            return False
+        self.sequence = floor
+        if self.sequence >= self.sequence_reserved:
+            self.sequence_reserved = self.sequence + SEQUENCE_BLOCK
+        self.last_sent_kw = None  # forces an order with a fresh number
+        return True
+
     def persist_key(self) -> "tuple[object, ...]":
         return (
             self.tripped,

@@ -5,12 +5,15 @@ Timings are shortened (0.2 s periods, 1 s deadlines) so escalation happens in se
 """
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from controller import core
-from controller.config import Config, parse_config
+from controller.config import Config, CpoConfig, parse_config
 from controller.runtime import Runtime
 from controller.store import Store
 from hal.meter import MeterSettings, Reading, build_meter
@@ -179,3 +182,35 @@ def test_status_reports_scheme_state_and_alarms(tmp_path: Path) -> None:
     assert status["state"] == "starting"
     assert status["ev_limit"]["sent_kw"] == 20.0
     assert status["constraint"]["limit"] == 100.0
+
+
+async def test_a_lost_store_resyncs_sequence_numbers_with_the_cpo(
+    tmp_path: Path, sim_meter: tuple[SimMeter, int]
+) -> None:
+    """The CPO remembers sequence 1 000 000 from before this device's store was wiped: the
+    controller continues above it instead of being refused for ever (real HTTP)."""
+    from controller.cpo import build_cpo_link
+    from hil.cpo_sim import CpoSimulator, SiteSettings
+
+    _sim, port = sim_meter
+    cpo_sim = CpoSimulator([SiteSettings("rt-test")], token="t")
+    now = time.monotonic()  # the simulator's clock
+    cpo_sim.site("rt-test").apply_limit(30.0, 1_000_000, "normal", now, now + 600.0)
+    base_url = await cpo_sim.start(port=0)
+    try:
+        base = fast_config(tmp_path / "gw.sqlite", port)
+        cfg = base.model_copy(update={"cpo": CpoConfig(base_url=base_url, token=SecretStr("t"))})
+        assert cfg.cpo is not None and cfg.meter is not None
+        store = Store(cfg.store.path)
+        await store.start()
+        link = build_cpo_link(cfg.cpo, "rt-test")
+        rt = Runtime(cfg, meter=build_meter(cfg.meter), breaker=SimBreaker(), cpo=link, store=store)
+        task = asyncio.create_task(rt.run())
+        await until(lambda: (link.snapshot().acked_sequence or 0) > 1_000_000)
+        accepted = cpo_sim.site("rt-test").limit
+        assert accepted is not None and accepted.sequence > 1_000_000
+        rt.stop()
+        assert await task == 0
+    finally:
+        await cpo_sim.stop()
+    assert "SEQUENCE_RESYNC" in event_codes(tmp_path / "gw.sqlite")

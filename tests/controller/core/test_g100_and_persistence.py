@@ -145,3 +145,14 @@ def test_a_persisted_state_of_another_version_is_refused():
         assert "version" in str(exc)
     else:
         raise AssertionError("a foreign version must not load")
+
+
+def test_resync_continues_above_the_cpo_sequence_and_resends():
+    rig = Rig(settings())
+    rig.run(3, power_kw=40.0, demand_kw=10.0)
+    before = len(rig.orders)
+    assert rig.state.resync_sequence(5000) is True
+    rig.tick(power_kw=40.0, demand_kw=10.0)
+    assert len(rig.orders) == before + 1 and rig.orders[-1].sequence == 5001
+    assert rig.persisted["sequence"] > 5001  # the new reservation is persisted
+    assert rig.state.resync_sequence(10) is False
