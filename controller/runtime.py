@@ -24,6 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from controller import core
+from controller.central import CentralLink
 from controller.clock import clock_synced, time_of_week_s
 from controller.config import Config
 from controller.cpo import CpoLink
@@ -81,6 +82,7 @@ class Runtime:
         breaker: Breaker,
         cpo: CpoLink | None,
         store: Store,
+        central: CentralLink | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         clock_is_synced: Callable[[], bool] | None = None,
@@ -92,6 +94,7 @@ class Runtime:
         self.meter = meter
         self.breaker = breaker
         self.cpo = cpo
+        self.central = central
         self.store = store
         self.clock = clock
         self.wall_clock = wall_clock
@@ -160,6 +163,8 @@ class Runtime:
                 tg.create_task(self._guard("watchdog", self._watchdog_loop()), name="watchdog")
                 if self.cpo is not None:
                     tg.create_task(self._guard("cpo", self.cpo.run()), name="cpo")
+                if self.central is not None:
+                    tg.create_task(self._guard("central", self.central.run()), name="central")
                 if self.status_server is not None:
                     tg.create_task(self._guard("http", self.status_server(self)), name="http")
         except* _Stop:
@@ -194,9 +199,15 @@ class Runtime:
                 )
         if self.state is None:
             self.state = core.State(self.settings, now)
+        if self.central is not None:
+            # a replay of the last lease after a restart must not restore central control
+            self.central.seed_sequence(self.state.central_sequence)
 
     async def _shutdown(self) -> None:
         # no new limits from here on; the CPO falls back when valid_until passes
+        if self.central is not None:
+            with contextlib.suppress(Exception):
+                await self.central.aclose()  # publishes the retained "offline" state
         if self.cpo is not None:
             with contextlib.suppress(Exception):
                 await self.cpo.aclose()
@@ -268,6 +279,11 @@ class Runtime:
             commands=self.commands,
         )
         self.commands = []
+        if self.central is not None:
+            inputs.lease = self.central.lease()
+            inputs.central_connected = self.central.connected
+            inputs.commands.extend(self.central.take_commands())
+            self.lease, self.central_connected = inputs.lease, inputs.central_connected
         demand_kw: float | None = None
         if self.cpo is not None:
             snap = self.cpo.snapshot()
@@ -305,6 +321,13 @@ class Runtime:
                 _log_event(e.code, e.severity, e.message)
         status = actions.status
         self.store.add_sample(status.constraint, status.limit, status.ev_limit_kw, demand_kw, wall)
+        if self.central is not None:
+            self.central.on_period(self.status_dict(), actions.command_results)
+            link_events = self.central.take_events()
+            if link_events:
+                self.store.add_events(link_events, wall)
+                for e in link_events:
+                    _log_event(e.code, e.severity, e.message)
         return actions
 
     # --- inputs --------------------------------------------------------------------------------
@@ -504,6 +527,7 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 async def run_daemon(config: Config) -> int:
     """The field entry point: real drivers from the config, the HMI/status server."""
+    from controller.central import build_central_link  # noqa: PLC0415
     from controller.cpo import build_cpo_link  # noqa: PLC0415
     from controller.hmi.server import serve  # noqa: PLC0415
     from hal.breaker import build_breaker  # noqa: PLC0415
@@ -520,7 +544,16 @@ async def run_daemon(config: Config) -> int:
     cpo = build_cpo_link(config.cpo, config.site.id) if config.cpo is not None else None
     if cpo is None:
         log.warning("no [cpo] section: EV limits are computed but sent nowhere")
+    central = (
+        build_central_link(config.central, config.site.id) if config.central is not None else None
+    )
     runtime = Runtime(
-        config, meter=meter, breaker=breaker, cpo=cpo, store=store, status_server=serve
+        config,
+        meter=meter,
+        breaker=breaker,
+        cpo=cpo,
+        store=store,
+        central=central,
+        status_server=serve,
     )
     return await runtime.run()

@@ -48,6 +48,7 @@ class State:
     __slots__ = (
         "alarms",
         "bg_estimate",
+        "central_lapsed",
         "central_sequence",
         "cut_since",
         "emergency_ok_since",
@@ -104,7 +105,8 @@ class State:
         self.restored_trip = False
         self.maintenance_since: float | None = None
         self.maintenance_by = ""
-        self.central_sequence = -1  # highest lease sequence seen; a lapsed one never returns
+        self.central_sequence = -1  # highest lease sequence seen
+        self.central_lapsed = False  # the lease with that sequence has lapsed: never again
         self.g100 = G100Tracker(settings.g100)
         self.alarms: dict[str, str] = {}  # code -> severity
         self.status = m.Status()
@@ -141,6 +143,7 @@ class State:
         st.sequence = int(d.get("sequence") or 0)  # type: ignore[call-overload]
         st.sequence_reserved = st.sequence
         st.central_sequence = int(d.get("central_sequence", -1))  # type: ignore[call-overload]
+        st.central_lapsed = True  # no lease survives a restart: only a newer command counts
         last = d.get("ev_limit_kw")
         if isinstance(last, (int, float)):
             # restart low: never above the fallback limit until the law has seen the site
@@ -697,13 +700,17 @@ def step(s: CoreSettings, st: State, inp: "m.Inputs", now: float) -> "tuple[Stat
     central_ok = False
     lease = inp.lease
     if s.scheme == m.CMC:
-        if lease is not None and lease.sequence >= st.central_sequence:
-            if inp.central_connected and now < lease.expires_at and _finite(lease.limit_kw):
+        newer = lease is not None and lease.sequence > st.central_sequence
+        current = lease is not None and lease.sequence == st.central_sequence
+        if lease is not None and (newer or (current and not st.central_lapsed)):
+            if newer:
                 st.central_sequence = lease.sequence
+                st.central_lapsed = False
+            if inp.central_connected and now < lease.expires_at and _finite(lease.limit_kw):
                 central_ok = True
             else:
                 # a lapsed lease never comes back: only a newer command restores central control
-                st.central_sequence = lease.sequence + 1
+                st.central_lapsed = True
         why = "central link down" if not inp.central_connected else "no valid central limit lease"
         _alarm(
             st,

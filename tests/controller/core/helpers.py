@@ -60,7 +60,7 @@ class Rig:
         self.orders = []
         self.breaker = []
         self.results = []
-        self.persisted = None
+        self.persisted: dict = {}  # type: ignore[type-arg]  # the last persist action
         self.actions = None
 
     def tick(

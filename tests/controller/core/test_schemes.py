@@ -90,3 +90,20 @@ def test_cmc_without_meter_judges_compliance_from_the_cpo_report():
     assert rig.mode == "emergency"
     rig.run(30, demand_kw=60.0, lease=lease(30.0, 1000.0, 1))
     assert rig.mode == "tripped"
+
+
+def test_cmc_no_lease_survives_a_restart():
+    import json
+
+    from controller.core import State
+
+    rig = Rig(cmc())
+    live = lease(70.0, 1000.0, 8)
+    rig.run(3, demand_kw=0.0, lease=live)
+    assert rig.limit == 70.0 and rig.persisted["central_sequence"] == 8
+    blob = json.loads(json.dumps(rig.persisted))
+    again = Rig(rig.s, t0=rig.t, state=State.load(rig.s, blob, rig.t))
+    again.tick(demand_kw=0.0, lease=live)  # the same lease, replayed: not enough
+    assert again.limit == 20.0
+    again.tick(demand_kw=0.0, lease=lease(60.0, 1000.0, 9))
+    assert again.limit == 60.0
