@@ -36,7 +36,9 @@ NonNegFloat = Annotated[float, Field(ge=0)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False
+    )
 
 
 class SiteConfig(_Section):
@@ -179,7 +181,7 @@ class ControlConfig(_Section):
     cut_confirm_s: NonNegFloat = 5.0
     """A cut while the constraint is still within its limit must persist this long
     (noise must not ratchet the limit down); above the limit a cut is immediate."""
-    limit_validity_s: Annotated[float, Field(ge=10)] = 300.0
+    limit_validity_s: Annotated[float, Field(ge=10, le=86400)] = 300.0
     """valid_until sent with each limit: the CPO falls back on its own after this."""
     refresh_s: Annotated[float, Field(ge=1)] = 60.0
     """An unchanged limit is sent again this often (before valid_until runs out)."""
@@ -196,13 +198,13 @@ class ControlConfig(_Section):
 class EscalationConfig(_Section):
     """When not complying, or losing the meter, leads to emergency and to a trip."""
 
-    compliance_deadline_s: PositiveFloat = 60.0
+    compliance_deadline_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
     """Over the limit this long without the site complying -> emergency (minimum limit)."""
     compliance_deadline_unreachable_s: PositiveFloat = 20.0
     """The same deadline while the CPO cannot be reached (escalate sooner)."""
     compliance_tolerance_kw: NonNegFloat = 1.0
     """CMC without a local meter: reported demand this far above the limit is over it."""
-    trip_delay_s: NonNegFloat = 30.0
+    trip_delay_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
     """In emergency, still above the trip level after this long -> breaker trip."""
     emergency_release_s: NonNegFloat = 60.0
     """Within the limit this long -> leave emergency (the limit then climbs again)."""
@@ -210,7 +212,7 @@ class EscalationConfig(_Section):
     """No valid measurement this long -> fallback limit."""
     meter_trip_timeout_s: PositiveFloat | None = 300.0
     """No valid measurement this long -> trip (omit to never trip on a silent meter)."""
-    maintenance_max_s: PositiveFloat = 4 * 3600.0
+    maintenance_max_s: Annotated[float, Field(gt=0, le=86400)] = 4 * 3600.0
     """Maintenance mode ends by itself after this long (a forgotten mode is unsafe)."""
 
     @model_validator(mode="after")
@@ -244,7 +246,7 @@ class G100Config(_Section):
     """The longer window (a day)."""
     day_max_stage2: Annotated[int, Field(ge=0)] = 3
     """More than this many stage-2 excursions within day_window_s -> lockout."""
-    lockout_s: PositiveFloat = 4 * 3600.0
+    lockout_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 4 * 3600.0
     """A lockout ends after this long, or earlier by an installer reset."""
     failsafe_kw: NonNegFloat | None = None
     """EV limit held during a lockout (default: the EV site's fallback_kw)."""
@@ -315,6 +317,15 @@ class HmiConfig(_Section):
     """An optional second address (a local service interface) the HMI also listens on."""
     users: dict[str, str] = Field(default_factory=dict)
     """Account name -> salted password hash (make one with `gridwarden hash-password`)."""
+
+    @field_validator("users")
+    @classmethod
+    def _names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if name in core.model.RESERVED_SOURCES:
+                raise ValueError(f"account name {name!r} is reserved (it names a command source)")
+        return v
+
     allowed_hosts: list[str] = Field(default_factory=list)
     """Extra host names the HMI answers operator actions on (IP addresses, localhost and
     the device's own name always work; others are refused against DNS rebinding)."""
@@ -370,7 +381,34 @@ class Config(_Section):
         failsafe = self.g100.failsafe_kw
         if failsafe is not None and not self.ev_site.min_kw <= failsafe <= self.ev_site.max_kw:
             raise ValueError("g100.failsafe_kw must lie within ev_site.min_kw..max_kw")
+        meter_poll_s = self.meter.poll_interval_s if self.meter is not None else 0.0
+        if meter_poll_s >= self.escalation.meter_timeout_s:
+            raise ValueError(
+                "meter.poll_interval_s must be shorter than escalation.meter_timeout_s"
+            )
+        if self.cpo is not None and self.cpo.demand_poll_s >= self.control.demand_stale_s:
+            raise ValueError("cpo.demand_poll_s must be shorter than control.demand_stale_s")
+        limits = [e.limit for e in scheme.schedule] or (
+            [scheme.limit] if scheme.limit is not None else []
+        )
+        if limits and scheme.margin >= min(limits):
+            raise ValueError("scheme.margin must be smaller than the limit")
+        if limits and self.meter is not None:
+            self._check_meter_range(max(limits) * scheme.trip_ratio)
         return self
+
+    def _check_meter_range(self, trip_level: float) -> None:
+        """The meter must be able to see the trip level: readings beyond the CT range are
+        refused as implausible, and a controller blind at the moment it matters is wrong."""
+        assert self.meter is not None
+        top_a = self.meter.ct_rating_a * self.meter.overrange_factor
+        unit = self.scheme.unit
+        top = top_a if unit == "A" else 3 * self.meter.nominal_voltage_v * top_a / 1000.0
+        if top < trip_level:
+            raise ValueError(
+                f"meter.ct_rating_a x overrange_factor reads up to {top:g} {unit}, below the"
+                f" trip level {trip_level:g} {unit}: fit larger CTs or correct ct_rating_a"
+            )
 
     def core_settings(self) -> core.CoreSettings:
         sch, ev, ctl, esc, g = self.scheme, self.ev_site, self.control, self.escalation, self.g100

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_TASK_FAILED = 1
+BREAKER_CHECK_S = 2.0  # how often the breaker's aux contact is compared with its order
+BREAKER_RETRY_S = 10.0  # an order the breaker did not follow is repeated this often
 
 
 class _Stop(Exception):  # noqa: N818 (a control-flow signal, not an error)
@@ -182,23 +184,29 @@ class Runtime:
         return self.exit_code
 
     async def _restore(self) -> None:
+        """Rebuild the core's state from the store. A commissioned device whose state is
+        missing, unreadable or of another version may have been tripped when it was lost:
+        it starts tripped and latched, and someone at the site resets it. Only a store
+        created just now (a new device) starts untripped."""
         now = self.clock()
-        persisted: dict[str, Any] | None = None
+        lost: str | None = None
         try:
             persisted = await self.store.load_state()
         except (StoreError, ValueError) as exc:
-            self._raise_runtime(
-                "STORE_STATE_LOST", core.model.CRITICAL, f"persisted state unreadable: {exc}"
-            )
+            persisted, lost = None, f"unreadable ({exc})"
         if persisted is not None:
             try:
                 self.state = core.State.load(self.settings, persisted, now)
             except (ValueError, TypeError) as exc:
-                self._raise_runtime(
-                    "STORE_STATE_LOST", core.model.CRITICAL, f"persisted state refused: {exc}"
-                )
+                lost = f"refused ({exc})"
+        elif lost is None and not self.store.created:
+            lost = "missing from an existing store"
         if self.state is None:
             self.state = core.State(self.settings, now)
+        if lost is not None:
+            message = f"persisted controller state {lost}: starting tripped, reset needed"
+            self._raise_runtime("STORE_STATE_LOST", core.model.CRITICAL, message)
+            self.state.latch_trip("controller state lost, a trip may have been forgotten", "store")
         if self.central is not None:
             # a replay of the last lease after a restart must not restore central control
             self.central.seed_sequence(self.state.central_sequence)
@@ -215,8 +223,8 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await self.meter.close()
         with contextlib.suppress(Exception):
-            if self._persist is not None:
-                await self.store.save_state(self._persist)
+            if self.state is not None:
+                await self.store.save_state(self.state.to_dict(self.clock()))
         with contextlib.suppress(Exception):
             await self.store.close()
         # last: the relay goes to its unpowered state, as the wiring dictates
@@ -356,35 +364,60 @@ class Runtime:
 
     # --- outputs -------------------------------------------------------------------------------
     async def _breaker_loop(self) -> None:
+        """Apply the newest order, then keep watching: a breaker whose aux contact
+        disagrees with the order (a trip pulse that did not open it, a breaker closed by
+        hand while the trip is latched) is ordered again, at most every
+        ``BREAKER_RETRY_S``, with ``BREAKER_FAILED`` raised until it agrees."""
         applied: str | None = None
+        last_try = -math.inf
         while True:
-            await self._breaker_wake.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._breaker_wake.wait(), BREAKER_CHECK_S)
             self._breaker_wake.clear()
             wanted = self.breaker_wanted
-            if wanted is None or wanted == applied:
+            if wanted is None:
                 continue
+            status = self.breaker.status()
+            self.breaker_status = status
+            disagrees = (wanted == core.model.TRIP and status == BreakerStatus.CLOSED) or (
+                wanted == core.model.PERMIT_CLOSE and status == BreakerStatus.OPEN
+            )
+            if wanted == applied and not disagrees:
+                self._clear_runtime("BREAKER_FAILED", "breaker follows its orders again")
+                continue
+            if wanted == applied and self.clock() - last_try < BREAKER_RETRY_S:
+                continue
+            last_try = self.clock()
             try:
                 if wanted == core.model.TRIP:
-                    # the latch must be on disk before the breaker opens
-                    trip_state = self._persist_for_trip or self._persist
-                    if trip_state is not None:
-                        try:
-                            await asyncio.wait_for(self.store.save_state(trip_state), 2.0)
-                        except (TimeoutError, StoreError) as exc:
-                            self._raise_runtime(
-                                "STORE_FAILED", core.model.ALARM, f"trip not persisted: {exc}"
-                            )
+                    await self._persist_before_trip()
                     self.breaker_status = await self.breaker.trip()
                 else:
                     self.breaker_status = await self.breaker.permit_close()
                 applied = wanted
-                self._clear_runtime("BREAKER_FAILED", "breaker follows its orders again")
             except BreakerError as exc:
+                applied = wanted
                 self.breaker_status = self.breaker.status()
-                applied = wanted  # do not hammer it; the alarm stays until it works
                 self._raise_runtime(
                     "BREAKER_FAILED", core.model.CRITICAL, f"breaker failed to {wanted}: {exc}"
                 )
+                continue
+            if wanted == core.model.PERMIT_CLOSE and self.breaker_status == BreakerStatus.OPEN:
+                # permitted, but it stays open (its own protection, or opened by hand)
+                self._raise_runtime(
+                    "BREAKER_FAILED", core.model.WARNING, "breaker open although close permitted"
+                )
+
+    async def _persist_before_trip(self) -> None:
+        """The latch goes to disk before the breaker opens; if the disk refuses, trip
+        anyway (and say so): an open breaker matters more than the record."""
+        trip_state = self._persist_for_trip or self._persist
+        if trip_state is None:
+            return
+        try:
+            await asyncio.wait_for(self.store.save_state(trip_state), 2.0)
+        except Exception as exc:  # any failure here must not stop the trip
+            self._raise_runtime("STORE_FAILED", core.model.ALARM, f"trip not persisted: {exc!r}")
 
     async def _store_loop(self) -> None:
         while True:
@@ -537,6 +570,7 @@ async def run_daemon(config: Config) -> int:
         config.store.path,
         event_retention_days=config.store.event_retention_days,
         trend_retention_h=config.store.trend_retention_h,
+        clock_trusted=lambda: config.site.clock_trusted or clock_synced(),
     )
     await store.start()
     meter = build_meter(config.meter) if config.meter is not None else None

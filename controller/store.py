@@ -121,8 +121,13 @@ class Store:
         trend_retention_h: int = 48,
         max_events: int = 200_000,
         wall_clock: Callable[[], float] = time.time,
+        clock_trusted: Callable[[], bool] = lambda: True,
     ) -> None:
         self.path = Path(path)
+        self.clock_trusted = clock_trusted
+        #: the file did not exist before ``start``: a new device (nothing can be lost)
+        self.created = False
+        self._flush_lock = asyncio.Lock()
         self.event_retention_s = event_retention_days * 86400.0
         self.trend_retention_s = trend_retention_h * 3600.0
         self.max_events = max_events
@@ -162,6 +167,7 @@ class Store:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.created = not self.path.exists()
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
@@ -225,26 +231,29 @@ class Store:
         cur.add(constraint, limit, ev_limit_kw, ev_demand_kw)
 
     async def flush(self) -> None:
-        """Write what is queued, in one transaction. Failures keep the data queued."""
-        if self._conn is None or not (self._pending_events or self._pending_trend):
-            return
-        events = list(self._pending_events)
-        trend = list(self._pending_trend)
-        try:
-            await self._run(self._write, events, trend)
-        except sqlite3.Error as exc:
-            self._fail(exc)
-            return
-        for _ in events:
-            self._pending_events.popleft()
-        for _ in trend:
-            self._pending_trend.popleft()
-        self._ok()
-        now = self.wall_clock()
-        if now - self._last_prune > 3600.0:
-            self._last_prune = now
-            with contextlib.suppress(sqlite3.Error):
-                await self._run(self._prune, now)
+        """Write what is queued, in one transaction. Failures put the batch back at the
+        front of the queue. Flushes never overlap (the store loop and a failing task's
+        last words may both ask for one)."""
+        async with self._flush_lock:
+            if self._conn is None or not (self._pending_events or self._pending_trend):
+                return
+            events, trend = list(self._pending_events), list(self._pending_trend)
+            self._pending_events.clear()
+            self._pending_trend.clear()
+            try:
+                await self._run(self._write, events, trend)
+            except sqlite3.Error as exc:
+                self._fail(exc)
+                # back in front of what arrived meanwhile; the bound drops the oldest
+                self._pending_events.extendleft(reversed(events))
+                self._pending_trend.extendleft(reversed(trend))
+                return
+            self._ok()
+            now = self.wall_clock()
+            if now - self._last_prune > 3600.0:
+                self._last_prune = now
+                with contextlib.suppress(sqlite3.Error):
+                    await self._run(self._prune, now, self.clock_trusted())
 
     def _write(self, events: list[tuple[Any, ...]], trend: list[tuple[Any, ...]]) -> None:
         conn = self._conn
@@ -260,19 +269,23 @@ class Store:
                 trend,
             )
 
-    def _prune(self, now: float) -> None:
+    def _prune(self, now: float, by_age: bool = True) -> None:
+        """Bound the log by count always, and by age only when the wall clock is trusted:
+        a clock that jumped years ahead must not erase the audit trail (trips included)."""
         conn = self._conn
         assert conn is not None
         with conn:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("DELETE FROM events WHERE ts < ?", (now - self.event_retention_s,))
             conn.execute(
                 "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?",
                 (self.max_events,),
             )
-            conn.execute(
-                "DELETE FROM trend WHERE minute < ?", (int((now - self.trend_retention_s) // 60),)
-            )
+            if by_age:
+                conn.execute("DELETE FROM events WHERE ts < ?", (now - self.event_retention_s,))
+                conn.execute(
+                    "DELETE FROM trend WHERE minute < ?",
+                    (int((now - self.trend_retention_s) // 60),),
+                )
 
     # --- durable state ------------------------------------------------------------------------
     async def save_state(self, state: dict[str, Any]) -> None:

@@ -138,9 +138,25 @@ async def _run(base: Config, tmp: Path, port: int) -> int:
         token=DEMO_TOKEN,
         sessions={site_id: demo_sessions(time.monotonic(), 6)},
     )
-    cpo_url = await cpo.start(port=0)
-    cable = open_pty_pair(tmp / "meter-driver", tmp / "meter-sim")
-    await cable.start()
+    async with contextlib.AsyncExitStack() as stack:
+        # whatever fails while starting, what was started is stopped
+        cpo_url = await cpo.start(port=0)
+        stack.push_async_callback(cpo.stop)
+        cable = open_pty_pair(tmp / "meter-driver", tmp / "meter-sim")
+        await cable.start()
+        stack.push_async_callback(cable.stop)
+        return await _run_site(base, tmp, port, cpo, cpo_url, stack)
+
+
+async def _run_site(
+    base: Config,
+    tmp: Path,
+    port: int,
+    cpo: CpoSimulator,
+    cpo_url: str,
+    stack: contextlib.AsyncExitStack,
+) -> int:
+    site_id = base.site.id
     factory = mock_pin_factory()
     wire_mock_aux(factory, 17, 27)
     cfg = demo_config(base, tmp, tmp / "meter-driver", cpo_url, port)
@@ -150,6 +166,7 @@ async def _run(base: Config, tmp: Path, port: int) -> int:
     )
     sim = SimMeter("sdm630", source=site.values, jitter=True)
     await sim.start_serial(tmp / "meter-sim", baud=38400)
+    stack.push_async_callback(sim.stop)
     store = Store(cfg.store.path)
     await store.start()
     assert cfg.meter is not None and cfg.cpo is not None
@@ -172,9 +189,6 @@ async def _run(base: Config, tmp: Path, port: int) -> int:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await sim.stop()
-        await cable.stop()
-        await cpo.stop()
 
 
 def _say(text: str) -> None:
@@ -230,11 +244,11 @@ async def _console(runtime: Runtime) -> None:
                 return
             continue
         if line in ("reset", "maintenance_on", "maintenance_off"):
-            runtime.submit_command(
-                core.Command(line, "demo-operator", f"console-{time.time():.0f}")
-            )
+            command_id = f"console-{time.monotonic_ns()}"
+            runtime.submit_command(core.Command(line, "demo-operator", command_id))
             await asyncio.sleep(2 * runtime.period_s)
-            result = runtime.command_results[-1] if runtime.command_results else None
+            mine = [r for r in runtime.command_results if r.command_id == command_id]
+            result = mine[-1] if mine else None
             if result is not None:
                 verdict = "accepted" if result.accepted else "refused"
                 _say(f"{result.kind}: {verdict} ({result.reason})")

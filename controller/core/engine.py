@@ -23,6 +23,9 @@ PERSIST_VERSION = 1
 # is written once per block of orders, not once per order, and a restart resumes above
 # every number already sent.
 SEQUENCE_BLOCK = 1000
+# While escalation or G100 clocks run, their ages are re-persisted this often, so that a
+# restart (even a crash loop) resumes them instead of starting them over.
+PERSIST_TIMERS_EVERY_S = 10.0
 _MAX_RAMP_DT_S = 5.0  # a stalled tick must not turn into one big step up
 
 # alarm codes (active while the condition lasts; raised and cleared once per episode)
@@ -57,11 +60,13 @@ class State:
         "g100",
         "history",
         "last_meter_ok_at",
+        "last_persist_at",
         "last_persist_key",
         "last_sent_at",
         "last_sent_kw",
         "last_sent_reason",
         "last_step",
+        "last_trip_over",
         "law_limit_kw",
         "maintenance_by",
         "maintenance_since",
@@ -69,7 +74,6 @@ class State:
         "over_since",
         "raise_floor",
         "raise_since",
-        "restored_trip",
         "sequence",
         "sequence_reserved",
         "started_at",
@@ -102,7 +106,6 @@ class State:
         self.tripped = False
         self.trip_reason = ""
         self.trip_source = ""
-        self.restored_trip = False
         self.maintenance_since: float | None = None
         self.maintenance_by = ""
         self.central_sequence = -1  # highest lease sequence seen
@@ -112,6 +115,8 @@ class State:
         self.status = m.Status()
         self.status.unit = settings.unit
         self.last_persist_key: tuple[object, ...] | None = None
+        self.last_persist_at = now
+        self.last_trip_over = False  # the last compliance view said: above the trip level
 
     # --- persistence ----------------------------------------------------------------------
     def to_dict(self, now: float) -> "dict[str, object]":
@@ -123,6 +128,8 @@ class State:
             "sequence": self.sequence_reserved,
             "ev_limit_kw": round(self.ev_limit_kw, 3),
             "central_sequence": self.central_sequence,
+            "over_age_s": _age(now, self.over_since),
+            "emergency_age_s": _age(now, self.emergency_since),
             "g100": self.g100.to_dict(now),
         }
 
@@ -139,7 +146,6 @@ class State:
         st.tripped = bool(d.get("tripped", False))
         st.trip_reason = str(d.get("trip_reason") or "")
         st.trip_source = str(d.get("trip_source") or "")
-        st.restored_trip = st.tripped
         st.sequence = int(d.get("sequence") or 0)  # type: ignore[call-overload]
         st.sequence_reserved = st.sequence
         st.central_sequence = int(d.get("central_sequence", -1))  # type: ignore[call-overload]
@@ -152,7 +158,22 @@ class State:
         g = d.get("g100")
         if isinstance(g, dict):
             st.g100.load(g, now)
+        # a restart must not reset the escalation clocks: a controller that crash-loops
+        # faster than the compliance deadline would otherwise never escalate
+        st.over_since = _since(now, d.get("over_age_s"))
+        st.emergency_since = _since(now, d.get("emergency_age_s"))
         return st
+
+    def timers_running(self) -> bool:
+        """Escalation or G100 clocks are running: their ages must be re-persisted."""
+        return self.over_since is not None or self.emergency_since is not None or self.g100.active()
+
+    def latch_trip(self, reason: str, source: str) -> None:
+        """Start tripped and latched (the shell lost the persisted state and cannot know
+        whether a trip was forgotten); the first step orders the breaker open."""
+        self.tripped = True
+        self.trip_reason = reason
+        self.trip_source = source
 
     def resync_sequence(self, floor: int) -> bool:
         """The CPO holds a sequence at least ``floor`` (e.g. after this device's store was
@@ -169,11 +190,23 @@ class State:
     def persist_key(self) -> "tuple[object, ...]":
         return (
             self.tripped,
+            self.over_since is not None,
+            self.emergency_since is not None,
             self.trip_reason,
             self.sequence_reserved,
             self.central_sequence,
             self.g100.key(),
         )
+
+
+def _age(now: float, since: "float | None") -> "float | None":
+    return None if since is None else round(now - since, 3)
+
+
+def _since(now: float, age: object) -> "float | None":
+    if isinstance(age, (int, float)) and _finite(float(age)) and age >= 0:
+        return now - float(age)
+    return None
 
 
 def _fmt(x: float) -> str:
@@ -211,7 +244,7 @@ def _measure(s: CoreSettings, meas: "m.Measurement", limit: float, c: _Constrain
                 return False
             kva = 0.0
             for i in range(min(len(meas.currents_a), len(meas.voltages_v))):
-                kva += meas.currents_a[i] * meas.voltages_v[i] / 1000.0
+                kva += abs(meas.currents_a[i] * meas.voltages_v[i]) / 1000.0
         c.quantity = kva
         c.k = 1.0 / s.ev_power_factor
         return _finite(kva)
@@ -220,10 +253,14 @@ def _measure(s: CoreSettings, meas: "m.Measurement", limit: float, c: _Constrain
     if not currents:
         return False
     worst = 0
-    for i in range(1, len(currents)):
-        if currents[i] > currents[worst]:
+    for i in range(len(currents)):
+        # every phase must be known (a NaN phase could hide the worst one); a CT fitted the
+        # wrong way round reads negative: the magnitude is what heats the cable
+        if not _finite(currents[i]):
+            return False
+        if abs(currents[i]) > abs(currents[worst]):
             worst = i
-    c.quantity = currents[worst]
+    c.quantity = abs(currents[worst])
     c.phase = worst + 1
     volts = s.nominal_voltage_v
     if meas.voltages_v is not None and worst < len(meas.voltages_v):
@@ -251,7 +288,7 @@ def _clamp(s: CoreSettings, kw: float) -> float:
 class _Period:
     """Scratch values of one period (kept off State so they cannot leak between ticks)."""
 
-    __slots__ = ("actions", "c", "demand_fresh", "meter_ok", "now")
+    __slots__ = ("actions", "c", "demand_fresh", "demand_kw", "meter_ok", "now")
 
     def __init__(self, actions: "m.Actions", now: float) -> None:
         self.actions = actions
@@ -259,6 +296,7 @@ class _Period:
         self.c = _Constraint()
         self.meter_ok = False
         self.demand_fresh = False
+        self.demand_kw = 0.0  # the fresh report, clamped to [0, site_max_kw]
 
 
 def _event(
@@ -308,7 +346,10 @@ def _within_limits(s: CoreSettings, st: State, p: _Period) -> "str | None":
 def _commands(s: CoreSettings, st: State, inp: "m.Inputs", p: _Period) -> None:
     for cmd in inp.commands:
         refused: str | None = None
-        if cmd.kind == m.CMD_TRIP:
+        note = "ok"
+        if cmd.kind in m.LOCAL_ONLY_COMMANDS and cmd.source in m.REMOTE_SOURCES:
+            refused = "%s is a local command: it needs someone at the site" % cmd.kind
+        elif cmd.kind == m.CMD_TRIP:
             _trip(st, p, "commanded by " + cmd.source, cmd.source)
         elif cmd.kind == m.CMD_RESET:
             if not st.tripped and not st.g100.locked_out(p.now):
@@ -318,7 +359,9 @@ def _commands(s: CoreSettings, st: State, inp: "m.Inputs", p: _Period) -> None:
             if refused is None:
                 _reset(s, st, p, cmd.source)
         elif cmd.kind == m.CMD_PERMIT_CLOSE:
-            if st.tripped:
+            if not st.tripped:
+                note = "not tripped: nothing to do"
+            else:
                 if st.trip_source != cmd.source:
                     refused = "trip was by %s (%s): needs a local reset" % (
                         st.trip_source,
@@ -345,7 +388,7 @@ def _commands(s: CoreSettings, st: State, inp: "m.Inputs", p: _Period) -> None:
                 _leave_maintenance(st, p, "by " + cmd.source)
         else:
             refused = "unknown command %r" % cmd.kind
-        result = m.CommandResult(cmd.command_id, cmd.kind, refused is None, refused or "ok")
+        result = m.CommandResult(cmd.command_id, cmd.kind, refused is None, refused or note)
         p.actions.command_results.append(result)
         if refused is not None:
             _event(
@@ -359,7 +402,6 @@ def _commands(s: CoreSettings, st: State, inp: "m.Inputs", p: _Period) -> None:
 def _reset(s: CoreSettings, st: State, p: _Period, source: str) -> None:
     if st.tripped:
         st.tripped = False
-        st.restored_trip = False
         st.alarms.pop(A_TRIPPED, None)
         p.actions.breaker = m.PERMIT_CLOSE
         _event(
@@ -453,11 +495,18 @@ def _law_raw(s: CoreSettings, st: State, inp: "m.Inputs", p: _Period) -> float:
     dem = inp.demand
     if p.demand_fresh and dem is not None:
         q_then = _quantity_at(st, dem.measured_at)
-        background = (c.quantity if q_then is None else q_then) - gain * dem.demand_kw
+        background = (c.quantity if q_then is None else q_then) - gain * p.demand_kw
         st.bg_estimate = background
         raw = (c.trim - background) / gain
         if c.quantity > c.limit:
-            raw = min(raw, dem.demand_kw + (c.trim - c.quantity) / gain)
+            # over the limit now: cut on this period's meter reading. Size the cut from the
+            # reported draw; but a report above the limit in force is either wrong (W sent as
+            # kW) or a CPO not complying: then cut from the limit itself, every period
+            excess = (c.quantity - c.trim) / gain
+            base = p.demand_kw
+            if base > st.law_limit_kw + s.compliance_tolerance_kw:
+                base = st.law_limit_kw
+            raw = min(raw, base - excess)
         return raw
     # Demand stale or missing: the EV site may be drawing anything up to its limit.
     # Cut as if the background is at least what we last knew and at least what the
@@ -498,6 +547,9 @@ def step(s: CoreSettings, st: State, inp: "m.Inputs", now: float) -> "tuple[Stat
     prev = st.last_step
     first = prev is None
     dt = 0.0 if prev is None else max(0.0, now - prev)
+    # a condition first seen now may have begun just after the previous period: timers
+    # count from there (on the safe side by at most one period)
+    since0 = prev if prev is not None else st.started_at
     st.last_step = now
     if first:
         _event(p, "STARTED", m.INFO, "controller started (%s, limit in %s)" % (s.scheme, s.unit))
@@ -560,6 +612,10 @@ def step(s: CoreSettings, st: State, inp: "m.Inputs", now: float) -> "tuple[Stat
     p.demand_fresh = (
         dem is not None and _finite(dem.demand_kw) and (now - dem.measured_at <= s.demand_stale_s)
     )
+    if p.demand_fresh and dem is not None:
+        # the EV site cannot draw more than its supply: a wild report (W sent as kW) must
+        # not make the background look small and the headroom huge
+        p.demand_kw = min(max(dem.demand_kw, 0.0), s.site_max_kw)
     # the stale-demand alarm waits for the link to have had a chance to report
     _alarm(
         st,
@@ -591,18 +647,24 @@ def step(s: CoreSettings, st: State, inp: "m.Inputs", now: float) -> "tuple[Stat
     c = p.c
     over = False
     trip_over = False
+    # a compliance view: the meter, or (CMC without a local meter) the CPO's own report
+    view = p.meter_ok or (not uses_meter and p.demand_fresh)
     if p.meter_ok:
         over = c.quantity > c.limit
         trip_over = c.quantity > c.trip_level
-    elif not uses_meter and p.demand_fresh and dem is not None:
-        # CMC without a local backstop: the CPO's own report is the only compliance view
-        over = dem.demand_kw > st.ev_limit_kw + s.compliance_tolerance_kw
-        trip_over = dem.demand_kw > s.min_limit_kw + s.compliance_tolerance_kw
+    elif view:
+        over = p.demand_kw > st.ev_limit_kw + s.compliance_tolerance_kw
+        trip_over = p.demand_kw > s.min_limit_kw + s.compliance_tolerance_kw
+    if view:
+        st.last_trip_over = trip_over
+    else:
+        # blind (meter invalid or over its range, report stale): judge on the last view,
+        # and never let blindness clear an overload or count towards leaving emergency
+        trip_over = st.last_trip_over
     if over:
         if st.over_since is None:
-            # the overload may have begun just after the previous period: count from there
-            st.over_since = prev if prev is not None else st.started_at
-    elif p.meter_ok or not uses_meter:
+            st.over_since = since0
+    elif view:
         st.over_since = None
     if uses_meter:
         _alarm(
@@ -631,10 +693,11 @@ def step(s: CoreSettings, st: State, inp: "m.Inputs", now: float) -> "tuple[Stat
         "CPO back office reachable again",
     )
 
-    if s.g100.enabled and p.meter_ok:
-        for code, msg in st.g100.update(
-            c.quantity > c.limit, now, prev if prev is not None else st.started_at
-        ):
+    if s.g100.enabled:
+        g100_events = st.g100.expire(now)
+        if p.meter_ok:
+            g100_events += st.g100.update(c.quantity > c.limit, now, since0)
+        for code, msg in g100_events:
             sev = (
                 m.ALARM
                 if code == "G100_LOCKOUT"
@@ -672,9 +735,9 @@ def step(s: CoreSettings, st: State, inp: "m.Inputs", now: float) -> "tuple[Stat
                 % (now - st.emergency_since),
                 "controller",
             )
-        elif not over and (p.meter_ok or not uses_meter):
+        elif not over and view:
             if st.emergency_ok_since is None:
-                st.emergency_ok_since = prev if prev is not None else now
+                st.emergency_ok_since = since0
             if now - st.emergency_ok_since >= s.emergency_release_s:
                 st.emergency_since = None
                 st.alarms.pop(A_EMERGENCY, None)
@@ -796,8 +859,11 @@ def step(s: CoreSettings, st: State, inp: "m.Inputs", now: float) -> "tuple[Stat
     status.alarms = sorted(st.alarms)
 
     key = st.persist_key()
-    if key != st.last_persist_key:
+    if key != st.last_persist_key or (
+        st.timers_running() and now - st.last_persist_at >= PERSIST_TIMERS_EVERY_S
+    ):
         st.last_persist_key = key
+        st.last_persist_at = now
         actions.persist = st.to_dict(now)
     return st, actions
 

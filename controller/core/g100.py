@@ -35,16 +35,27 @@ class G100Tracker:
     def locked_out(self, now: float) -> bool:
         return self.lockout_until is not None and now < self.lockout_until
 
+    def active(self) -> bool:
+        """Clocks are running (an excursion, a lockout, stage-2 excursions in the window)."""
+        return (
+            self.excursion_since is not None
+            or self.lockout_until is not None
+            or bool(self.stage2_times)
+        )
+
+    def expire(self, now: float) -> "list[tuple[str, str]]":
+        """End a lockout whose time is up (every period, whether the meter answers or not)."""
+        if self.lockout_until is not None and now >= self.lockout_until:
+            self.lockout_until = None
+            return [("G100_LOCKOUT_END", "G100 lockout ended after %d s" % self.settings.lockout_s)]
+        return []
+
     def update(self, over: bool, now: float, prev: float) -> "list[tuple[str, str]]":
         """Feed whether the constraint is above the agreed capacity now (``prev`` is the
         previous period's time: an excursion first seen now may have begun just after it).
-        Returns the transitions as ``(code, message)``: G100_STAGE2, G100_LOCKOUT,
-        G100_LOCKOUT_END."""
+        Returns the transitions as ``(code, message)``: G100_STAGE2, G100_LOCKOUT."""
         s = self.settings
         out: list[tuple[str, str]] = []
-        if self.lockout_until is not None and now >= self.lockout_until:
-            self.lockout_until = None
-            out.append(("G100_LOCKOUT_END", "G100 lockout ended after %d s" % s.lockout_s))
         horizon = now - s.day_window_s
         while self.stage2_times and self.stage2_times[0] <= horizon:
             self.stage2_times.pop(0)
@@ -91,6 +102,9 @@ class G100Tracker:
 
     def to_dict(self, now: float) -> "dict[str, object]":
         return {
+            "excursion_age_s": (
+                None if self.excursion_since is None else round(now - self.excursion_since, 3)
+            ),
             "stage2_ages_s": [round(now - t, 3) for t in self.stage2_times],
             "lockout_remaining_s": (
                 None if self.lockout_until is None else round(self.lockout_until - now, 3)
@@ -104,6 +118,12 @@ class G100Tracker:
         remaining = d.get("lockout_remaining_s")
         self.lockout_until = None if remaining is None else now + float(remaining)  # type: ignore[arg-type]
         self.lockout_reason = str(d.get("lockout_reason") or "")
+        age = d.get("excursion_age_s")
+        if isinstance(age, (int, float)) and age >= 0:
+            # the excursion in progress keeps its age, but counted again as stage 2 only if
+            # it had not been yet: assume it had (the conservative side is a shorter window)
+            self.excursion_since = now - float(age)
+            self.excursion_stage2_counted = age >= self.settings.stage2_s
 
     def key(self) -> "tuple[object, ...]":
         """What persisting depends on, in absolute times (ages change every tick)."""

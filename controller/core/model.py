@@ -53,6 +53,11 @@ CMD_MAINTENANCE_OFF = "maintenance_off"
 CMD_TRIP = "trip"  # trip the breaker now (operator or central platform)
 CMD_PERMIT_CLOSE = "permit_close"  # central platform asks to allow re-closing
 COMMANDS = (CMD_RESET, CMD_MAINTENANCE_ON, CMD_MAINTENANCE_OFF, CMD_TRIP, CMD_PERMIT_CLOSE)
+# commands only someone at the site may give (the HMI, the console), never a remote platform
+LOCAL_ONLY_COMMANDS = (CMD_RESET, CMD_MAINTENANCE_ON, CMD_MAINTENANCE_OFF)
+# sources that are not people at the site; HMI account names may not use them
+REMOTE_SOURCES = ("central",)
+RESERVED_SOURCES = ("central", "controller", "store")
 
 
 class Measurement:

@@ -85,6 +85,13 @@ def test_missing_required_sections_are_named() -> None:
         (lambda d: d["cpo"].pop("token_file"), "give token or token_file"),
         (lambda d: d["escalation"].update(meter_trip_timeout_s=5.0), "meter_trip_timeout_s"),
         (lambda d: d["control"].update(refresh_s=600.0), "refresh_s must be shorter"),
+        (lambda d: d["control"].update(limit_validity_s=float("inf")), "finite number"),
+        (lambda d: d["escalation"].update(trip_delay_s=1e9), "less than or equal to 3600"),
+        (lambda d: d["meter"].update(poll_interval_s=20.0), "poll_interval_s must be shorter"),
+        (lambda d: d["cpo"].update(demand_poll_s=60.0), "demand_poll_s must be shorter"),
+        (lambda d: d["scheme"].update(margin=300.0), "margin must be smaller"),
+        (lambda d: d["meter"].update(ct_rating_a=100.0), "below the trip level"),
+        (lambda d: d.update(hmi={"users": {"central": "x"}}), "reserved"),
     ],
 )
 def test_inconsistent_settings_are_refused(change: Any, expected: str) -> None:

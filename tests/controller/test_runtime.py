@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 
 from controller import core
@@ -214,3 +215,60 @@ async def test_a_lost_store_resyncs_sequence_numbers_with_the_cpo(
     finally:
         await cpo_sim.stop()
     assert "SEQUENCE_RESYNC" in event_codes(tmp_path / "gw.sqlite")
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbled", "foreign version"])
+async def test_a_lost_state_on_a_commissioned_device_starts_tripped(
+    tmp_path: Path, sim_meter: tuple[SimMeter, int], damage: str
+) -> None:
+    _sim, port = sim_meter
+    db = tmp_path / "gw.sqlite"
+    async with Store(db) as store:  # a device that has run before: the file exists
+        if damage == "garbled":
+            await store._run(store._put, "core_state", "{not json")
+        elif damage == "foreign version":
+            await store.save_state({"version": 99, "tripped": False})
+    breaker = SimBreaker(closed=True)
+    rt, task = await start(fast_config(db, port), breaker)
+    await until(lambda: breaker.history[:1] == ["trip"])
+    await asyncio.sleep(0.5)
+    assert rt.status.state == "tripped" and "permit_close" not in breaker.history
+    rt.stop()
+    assert await task == 0
+    assert "STORE_STATE_LOST" in event_codes(db)
+
+
+async def test_a_new_device_starts_untripped(
+    tmp_path: Path, sim_meter: tuple[SimMeter, int]
+) -> None:
+    _sim, port = sim_meter
+    breaker = SimBreaker()
+    rt, task = await start(fast_config(tmp_path / "new.sqlite", port), breaker)
+    await until(lambda: breaker.history[:1] == ["permit_close"])
+    rt.stop()
+    assert await task == 0
+
+
+async def test_a_breaker_closed_by_hand_while_tripped_is_tripped_again(
+    tmp_path: Path, sim_meter: tuple[SimMeter, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import controller.runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "BREAKER_CHECK_S", 0.1)
+    monkeypatch.setattr(runtime_module, "BREAKER_RETRY_S", 0.3)
+    sim, port = sim_meter
+    breaker = SimBreaker()
+    rt, task = await start(fast_config(tmp_path / "gw.sqlite", port), breaker)
+    await until(lambda: rt.status.state in ("curtailing", "normal"))
+    sim.set_power_kw(130.0)
+    await until(lambda: breaker.history[-1:] == ["trip"])
+    breaker.fail_to_open = True  # welded: the next trip pulses will not open it
+    breaker.closed = True  # someone closed it by hand while the trip is latched
+    await until(lambda: "BREAKER_FAILED" in rt.status_dict()["alarms"])
+    tries = breaker.history.count("trip")
+    breaker.fail_to_open = False
+    await until(lambda: not breaker.closed)  # ordered open again
+    assert breaker.history.count("trip") > tries
+    await until(lambda: "BREAKER_FAILED" not in rt.status_dict()["alarms"])
+    rt.stop()
+    assert await task == 0

@@ -1,5 +1,6 @@
 """The SQLite store: events, trends, durable state, and what a crash can and cannot do."""
 
+import asyncio
 import json
 import signal
 import sqlite3
@@ -96,3 +97,28 @@ def test_kill_minus_9_mid_write_leaves_a_consistent_file(tmp_path: Path) -> None
         written = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
     assert state["tripped"] is True and state["n"] >= 50
     assert written >= state["n"] - 1  # events flushed before each state write
+
+
+async def test_overlapping_flushes_write_each_event_once(tmp_path: Path) -> None:
+    async with Store(tmp_path / "s.sqlite") as store:
+        store.add_events([ev("A0"), ev("A1"), ev("A2")])
+        first = asyncio.create_task(store.flush())
+        store.add_events([ev("B")])
+        await asyncio.gather(first, store.flush(), store.flush())
+        codes = [e["code"] for e in await store.recent_events(10)]
+    assert sorted(codes) == ["A0", "A1", "A2", "B"]
+
+
+async def test_a_failed_flush_keeps_the_batch_for_the_next(tmp_path: Path) -> None:
+    async with Store(tmp_path / "s.sqlite") as store:
+        conn = store._conn
+        assert conn is not None
+        await store._run(conn.execute, "PRAGMA query_only=ON")
+        store.add_events([ev("TRIP", "critical")])
+        await store.flush()
+        assert not store.healthy
+        store.add_events([ev("LATER")])
+        await store._run(conn.execute, "PRAGMA query_only=OFF")
+        await store.flush()
+        codes = [e["code"] for e in await store.recent_events(10)]
+    assert codes == ["LATER", "TRIP"] and store.healthy

@@ -172,3 +172,29 @@ def test_events_are_raised_once_per_episode():
     rig = Rig(settings())
     rig.run(100, demand_kw=10.0)  # meter silent throughout
     assert rig.codes().count("METER_LOST") == 1
+
+
+def test_a_blind_controller_keeps_escalating_on_its_last_view():
+    rig = Rig(settings())
+    overloaded(rig, 60)
+    assert rig.mode == "emergency"
+    # the meter now reads "implausible" (e.g. over its CT range): the last view was above
+    # the trip level, so the trip comes after the trip delay, not after the meter timeout
+    rig.run(30, power_kw=999.0, demand_kw=60.0, valid=False)
+    assert rig.mode == "tripped"
+
+
+def test_remote_sources_cannot_give_local_commands():
+    rig = Rig(settings())
+    overloaded(rig, 90)
+    assert rig.mode == "tripped"
+    rig.tick(power_kw=40.0, commands=cmd("reset", "central"))
+    assert not rig.results[-1].accepted and "local command" in rig.results[-1].reason
+    rig.tick(power_kw=40.0, commands=cmd("maintenance_on", "central"))
+    assert not rig.results[-1].accepted and rig.mode == "tripped"
+
+
+def test_permit_close_when_not_tripped_says_there_was_nothing_to_do():
+    rig = Rig(settings())
+    rig.tick(power_kw=40.0, commands=cmd("permit_close", "central"))
+    assert rig.results[-1].accepted and "nothing to do" in rig.results[-1].reason

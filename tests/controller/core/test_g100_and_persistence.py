@@ -20,9 +20,10 @@ def calm(rig, seconds):
 
 def g100_rig(**kw):
     # long compliance deadline so G100 acts alone in these tests
+    g100 = kw.pop("g100", G100)
     return Rig(
         settings(
-            g100=G100,
+            g100=g100,
             compliance_deadline_s=10000.0,
             compliance_deadline_unreachable_s=10000.0,
             **kw,
@@ -156,3 +157,24 @@ def test_resync_continues_above_the_cpo_sequence_and_resends():
     assert len(rig.orders) == before + 1 and rig.orders[-1].sequence == 5001
     assert rig.persisted["sequence"] > 5001  # the new reservation is persisted
     assert rig.state.resync_sequence(10) is False
+
+
+def test_escalation_clocks_survive_a_crash_loop():
+    rig = Rig(settings())
+    for _ in range(3):  # over the limit, restarting every 25 s: the deadline is 60 s
+        rig.run(25, power_kw=115.0, demand_kw=60.0)
+        rig = restart(rig, gap_s=1.0)
+    rig.run(5, power_kw=115.0, demand_kw=60.0)
+    assert rig.mode in ("emergency", "tripped")
+
+
+def test_a_lockout_runs_out_across_restarts():
+    rig = g100_rig(g100={"enabled": True, "failsafe_limit_kw": 10.0, "lockout_s": 600.0})
+    excursion(rig, 60)
+    assert rig.mode == "lockout"
+    for _ in range(4):  # 4 x 200 s of calm, restarting in between
+        calm(rig, 200)
+        rig = restart(rig, gap_s=1.0)
+    calm(rig, 5)
+    assert rig.mode != "lockout"
+    assert "G100_LOCKOUT" not in rig.state.alarms

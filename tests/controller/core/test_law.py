@@ -130,8 +130,8 @@ def test_amps_per_phase_compares_the_worst_phase():
         fallback_limit_kw=150.0,
     )
     rig = Rig(s)
-    for _ in range(3):  # 412 A > 400 A: cut at once
-        rig.tick(currents=(300.0, 412.0, 350.0), voltages=(230.0, 230.0, 230.0), demand_kw=50.0)
+    # 412 A > 400 A: cut at once, in this very period
+    rig.tick(currents=(300.0, 412.0, 350.0), voltages=(230.0, 230.0, 230.0), demand_kw=50.0)
     st = rig.state.status
     assert st.phase == 2 and st.constraint == 412.0
     assert "412.0 A > trim 390.0 A on L2" in st.reason
@@ -196,3 +196,23 @@ def test_no_raise_while_the_constraint_is_above_its_trim():
     # inside the margin: the estimate says 58 kW would fit, but the margin is being used
     rig.run(10, power_kw=97.0, demand_kw=60.0)
     assert rig.limit == 20.0
+
+
+def test_a_wild_demand_report_cannot_stop_the_cut():
+    rig = Rig(settings(release_hold_s=0.0, ramp_kw_per_s=1000.0, fallback_limit_kw=80.0))
+    rig.tick(power_kw=60.0, demand_kw=0.0)
+    assert rig.limit == 80.0
+    rig.tick(power_kw=120.0, demand_kw=60000.0)  # watts sent as kW
+    assert rig.limit < 80.0 - 20.0
+    assert rig.state.status.state == "curtailing"
+
+
+def test_negative_or_unknown_phase_currents_are_not_ignored():
+    from controller.core import Schedule
+
+    s = settings(unit="A", limit=Schedule.constant(400.0), margin=10.0)
+    rig = Rig(s)
+    rig.tick(currents=(100.0, -500.0, 90.0), voltages=(230.0, 230.0, 230.0), demand_kw=0.0)
+    assert rig.state.status.constraint == 500.0 and rig.state.status.phase == 2
+    rig.tick(currents=(100.0, float("nan"), 90.0), voltages=(230.0, 230.0, 230.0), demand_kw=0.0)
+    assert rig.state.status.constraint is None  # not a valid measurement

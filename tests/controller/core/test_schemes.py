@@ -107,3 +107,13 @@ def test_cmc_no_lease_survives_a_restart():
     assert again.limit == 20.0
     again.tick(demand_kw=0.0, lease=lease(60.0, 1000.0, 9))
     assert again.limit == 60.0
+
+
+def test_cmc_a_cpo_that_goes_quiet_while_over_is_still_escalated():
+    rig = Rig(cmc())
+    rig.run(30, demand_kw=60.0, lease=lease(20.0, 10000.0, 1))  # 60 kW against 20 kW
+    # the CPO stops reporting: blindness must neither clear the overload nor end emergency
+    rig.run(40, demand_kw=60.0, demand_age_s=100.0, lease=lease(20.0, 10000.0, 1))
+    assert rig.mode in ("emergency", "tripped")
+    rig.run(60, demand_kw=60.0, demand_age_s=100.0, lease=lease(20.0, 10000.0, 1))
+    assert rig.mode == "tripped"
