@@ -62,6 +62,7 @@ class State:
         "last_meter_ok_at",
         "last_persist_at",
         "last_persist_key",
+        "last_raise_at",
         "last_sent_at",
         "last_sent_kw",
         "last_sent_reason",
@@ -117,6 +118,7 @@ class State:
         self.last_persist_key: tuple[object, ...] | None = None
         self.last_persist_at = now
         self.last_trip_over = False  # the last compliance view said: above the trip level
+        self.last_raise_at: float | None = None
 
     # --- persistence ----------------------------------------------------------------------
     def to_dict(self, now: float) -> "dict[str, object]":
@@ -470,6 +472,7 @@ def _smooth(s: CoreSettings, st: State, raw: float, c: _Constraint, dt: float, n
             return
         step_kw = s.ramp_kw_per_s * min(dt, _MAX_RAMP_DT_S)
         st.law_limit_kw = cur + min(st.raise_floor - cur, step_kw)
+        st.last_raise_at = now
 
 
 def _force(s: CoreSettings, st: State, kw: float) -> None:
@@ -484,18 +487,26 @@ def _force(s: CoreSettings, st: State, kw: float) -> None:
 def _law_raw(s: CoreSettings, st: State, inp: "m.Inputs", p: _Period) -> float:
     """The EV limit the constraint allows now, before smoothing (kW, unclamped).
 
-    With a fresh demand report the background is the constraint *at the time of the
-    report* minus the EVs' share then: pairing the two readings by time keeps a ramp of
-    the EV draw from looking like a rise of the background (the report is seconds older
-    than the meter). When the constraint is above its limit now, the unpaired estimate is
-    used too if it is lower: an overload is cut on what the meter says this period.
+    With a fresh demand report the background is the constraint minus the EVs' reported
+    share. The report is seconds older than the meter: after a raise of ours, the EV draw
+    is still climbing and would look like a rise of the background, so the report is
+    paired with the constraint reading taken when it was measured (for ``demand_stale_s``
+    after our last raise). Otherwise the current reading counts, so a rise of the
+    background shows at once.
     """
     c = p.c
     gain = s.sensitivity * c.k
     dem = inp.demand
     if p.demand_fresh and dem is not None:
+        bg_now = c.quantity - gain * p.demand_kw
         q_then = _quantity_at(st, dem.measured_at)
-        background = (c.quantity if q_then is None else q_then) - gain * p.demand_kw
+        bg_then = bg_now if q_then is None else q_then - gain * p.demand_kw
+        if st.last_raise_at is not None and st.last_raise_at > dem.measured_at - s.demand_stale_s:
+            # our own raise may still be filling in: pair the report with its own reading
+            background = bg_then
+        else:
+            # nothing of ours is moving: the newest reading counts, a rise shows at once
+            background = bg_now
         st.bg_estimate = background
         raw = (c.trim - background) / gain
         if c.quantity > c.limit:
