@@ -1,6 +1,6 @@
 """The daemon's runtime in CMC: the real MQTT link on a real mosquitto, the central
-platform simulator issuing leases, the real core deciding (no local meter: the CPO's
-report is the compliance view)."""
+platform simulator issuing leases, the real core deciding, the simulated meter (Modbus
+TCP) as the local backstop on a 200 kW limit."""
 
 import asyncio
 import contextlib
@@ -12,7 +12,9 @@ from controller.central import build_central_link
 from controller.config import parse_config
 from controller.runtime import Runtime
 from controller.store import Store
+from hal.meter import build_meter
 from hal.sim.breaker import SimBreaker
+from hal.sim.meter import SimMeter
 from hil.central_sim import CentralModel, CentralSim, SiteSpec
 from tests.controller.conftest import event_codes
 from tests.mqtt_broker import Mosquitto
@@ -21,20 +23,30 @@ SITE = "cmc-site"
 
 
 @pytest.mark.mqtt
-async def test_leases_apply_lapse_to_fallback_and_central_trips_latch(tmp_path: Path) -> None:
+async def test_leases_apply_lapse_to_fallback_and_central_trips_latch(
+    tmp_path: Path, sim_meter: tuple[SimMeter, int]
+) -> None:
+    _meter_sim, meter_port = sim_meter
     broker = Mosquitto(tmp_path).start()
     cfg = parse_config(
         {
             "site": {"id": SITE},
-            "scheme": {"type": "CMC"},
+            "scheme": {"type": "CMC", "limit": 200.0, "margin": 5.0},
             "ev_site": {"max_kw": 44.0, "fallback_kw": 11.0},
-            "control": {"period_s": 0.2},
+            "control": {"period_s": 0.2, "release_hold_s": 0.5, "ramp_kw_per_s": 100.0},
             "central": {
                 "host": "127.0.0.1",
                 "port": broker.port,
                 "prefix": "gw",
                 "tls": False,
                 "telemetry_s": 1.0,
+            },
+            "meter": {
+                "transport": "tcp",
+                "host": "127.0.0.1",
+                "tcp_port": meter_port,
+                "poll_interval_s": 0.1,
+                "ct_rating_a": 400.0,
             },
             "breaker": {"transport": "sim"},
             "store": {"path": str(tmp_path / "gw.sqlite")},
@@ -48,9 +60,10 @@ async def test_leases_apply_lapse_to_fallback_and_central_trips_latch(tmp_path: 
     store = Store(cfg.store.path)
     await store.start()
     breaker = SimBreaker()
+    assert cfg.meter is not None
     rt = Runtime(
         cfg,
-        meter=None,
+        meter=build_meter(cfg.meter),
         breaker=breaker,
         cpo=None,
         store=store,
@@ -71,6 +84,7 @@ async def test_leases_apply_lapse_to_fallback_and_central_trips_latch(tmp_path: 
         assert (await sim.wait_ack(cid))["accepted"] is True
         await until(lambda: rt.status.ev_limit_kw == 30.0)
         assert rt.status.state == "curtailing"
+        assert rt.status.constraint == pytest.approx(40.0, abs=1.0)  # the backstop reads
         await until(lambda: rt.status.ev_limit_kw == 11.0, within_s=4.0)  # the lease lapsed
         cid = await sim.send_breaker(SITE, "trip")
         assert (await sim.wait_ack(cid))["accepted"] is True
