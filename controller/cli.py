@@ -15,6 +15,7 @@ from controller.config import Config, load_config
 from controller.errors import ConfigError, GridwardenError
 from controller.hmi.cli import register_hash_password
 from hal import commands as hal_commands
+from hil.bench.cli import register_hil
 from hil.central_sim import register_sim_central
 from hil.cpo_sim import register_sim_cpo
 from tools.study.cli import register_study
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     hal_commands.register_probe_meter(sub)
     register_study(sub)
     register_hash_password(sub)
+    register_hil(sub)
     sim = sub.add_parser("sim", help="run a simulator standalone (for third-party peers)")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIMULATOR")
     hal_commands.register_sim_meter(sim_sub)

@@ -67,7 +67,7 @@ class SiteConfig(_Section):
 class ScheduleEntry(_Section):
     """One step of a weekly limit schedule."""
 
-    days: list[str] = Field(default_factory=lambda: ["all"])
+    days: list[str] = Field(default_factory=lambda: ["all"], validate_default=True)
     """Days this entry starts on: mon..sun, or all / weekdays / weekend."""
     start: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     """Local start time HH:MM; the value holds until the next entry starts."""

@@ -227,10 +227,16 @@ class SimSite:
         return self.in_force.limit_kw if self.in_force is not None else None
 
     def _update_limit(self, t: float) -> None:
-        lim = self.limit
-        if lim is not None and lim.effective_at <= t + EPS and lim is not self.in_force:
-            self.in_force = lim
-            self.fallback_active = False
+        # the newest limit whose response delay has passed: a controller that sends a new
+        # limit every period (a ramp, a cut) still gets each one applied after the delay
+        for lim in reversed(self.received):
+            if lim.effective_at <= t + EPS:
+                if lim is not self.in_force and (
+                    self.in_force is None or lim.sequence > self.in_force.sequence
+                ):
+                    self.in_force = lim
+                    self.fallback_active = False
+                break
         cur = self.in_force
         if cur is not None and t >= cur.expires_at and not self.fallback_active:
             self.fallback_active = True

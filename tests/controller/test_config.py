@@ -173,3 +173,15 @@ def test_readme_configuration_reference_is_current() -> None:
     assert readme_section(README.read_text()) == render(), (
         "README's configuration reference is stale: python -m tools.config_reference --write"
     )
+
+
+def test_a_schedule_entry_without_days_applies_every_day() -> None:
+    data = example("tcc")
+    data["scheme"]["schedule"] = [
+        {"start": "00:00", "limit": 80.0},
+        {"start": "18:00", "limit": 40.0},
+    ]
+    limit = parse_config(data, "site.toml").core_settings().limit
+    assert limit is not None
+    assert limit.value_at(2 * 86400 + 19 * 3600) == 40.0  # Wednesday 19:00
+    assert limit.value_at(6 * 86400 + 12 * 3600) == 80.0  # Sunday noon

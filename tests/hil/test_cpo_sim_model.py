@@ -122,6 +122,20 @@ def test_a_limit_takes_effect_after_the_response_delay() -> None:
     assert s.applied_limit_kw() == 20.0
 
 
+def test_limits_sent_every_second_each_take_effect_after_the_delay() -> None:
+    """A controller ramping its limit sends one per period: each must apply in turn after
+    the response delay, not wait for the newest to become old enough."""
+    s = SimSite(SiteSettings("s", chargepoints=4, response_delay_s=5.0), 0.0, sessions=plugged(4))
+    seen = []
+    for i in range(10):  # 20, 22, 24, ... kW received at t = 10, 11, ... 19
+        s.apply_limit(20.0 + 2 * i, i + 1, "curtail", 10.0 + i, 1000.0)
+        seen.append(s.power_kw(10.5 + i))
+    # nothing limits before 15 s; from then on each limit applies 5 s after it came
+    assert seen[:5] == [pytest.approx(88.0)] * 5
+    assert seen[5:] == [pytest.approx(20.0 + 2 * i) for i in range(5)]
+    assert s.power_kw(30.0) == pytest.approx(38.0)
+
+
 def test_the_safe_limit_applies_when_valid_until_passes() -> None:
     s = site(chargepoints=4, fallback_kw=11.0)
     s.apply_limit(40.0, 1, "normal", 10.0, 30.0)
