@@ -53,8 +53,11 @@ class Tasks:
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:
+            # bounded: a task that does not end on cancel fails the test, never hangs the run
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+                await asyncio.wait_for(t, 10.0)
+        stuck = [t.get_name() for t in self.tasks if not t.done()]
+        assert not stuck, f"tasks did not stop when cancelled: {stuck}"
 
 
 @pytest.fixture
