@@ -329,26 +329,8 @@ class Store:
     async def recent_events(
         self, limit: int = 100, min_severity: str | None = None
     ) -> list[dict[str, Any]]:
-        return await self._run(self._recent_events, limit, min_severity)
-
-    def _recent_events(self, limit: int, min_severity: str | None) -> list[dict[str, Any]]:
-        conn = self._conn
-        assert conn is not None
-        order = ["info", "warning", "alarm", "critical"]
-        severities = order[order.index(min_severity) :] if min_severity in order else order
-        marks = ",".join("?" * len(severities))
-        rows = conn.execute(
-            "SELECT id, ts, code, severity, message, data, acked_by, acked_ts FROM events"
-            f" WHERE severity IN ({marks}) ORDER BY id DESC LIMIT ?",
-            (*severities, limit),
-        ).fetchall()
-        keys = ("id", "ts", "code", "severity", "message", "data", "acked_by", "acked_ts")
-        out = []
-        for row in rows:
-            item = dict(zip(keys, row, strict=True))
-            item["data"] = json.loads(item["data"])
-            out.append(item)
-        return out
+        """Newest first, at least ``min_severity`` (``query_events`` filters more)."""
+        return await self.query_events(limit, min_severity)
 
     async def trend(self, since_wall: float) -> list[dict[str, Any]]:
         return await self._run(self._trend, since_wall)
