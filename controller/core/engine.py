@@ -69,6 +69,7 @@ class State:
         "last_step",
         "last_trip_over",
         "law_limit_kw",
+        "limit_history",
         "maintenance_by",
         "maintenance_since",
         "mode",
@@ -119,6 +120,7 @@ class State:
         self.last_persist_at = now
         self.last_trip_over = False  # the last compliance view said: above the trip level
         self.last_raise_at: float | None = None
+        self.limit_history: list[tuple[float, float]] = []  # (time, law limit) changes
 
     # --- persistence ----------------------------------------------------------------------
     def to_dict(self, now: float) -> "dict[str, object]":
@@ -511,11 +513,15 @@ def _law_raw(s: CoreSettings, st: State, inp: "m.Inputs", p: _Period) -> float:
         raw = (c.trim - background) / gain
         if c.quantity > c.limit:
             # over the limit now: cut on this period's meter reading. Size the cut from the
-            # reported draw; but a report above the limit in force is either wrong (W sent as
-            # kW) or a CPO not complying: then cut from the limit itself, every period
+            # reported draw; but a report above the limit that was in force when it was
+            # measured is either wrong (W sent as kW) or a CPO not complying: then cut from
+            # the limit itself, every period. (A report that is merely older than our last
+            # cut is neither: cutting from the limit then would wind the limit down to the
+            # minimum while the chargepoints are still following the first cut.)
             excess = (c.quantity - c.trim) / gain
             base = p.demand_kw
-            if base > st.law_limit_kw + s.compliance_tolerance_kw:
+            then = _value_at(st.limit_history, dem.measured_at)
+            if base > (st.law_limit_kw if then is None else then) + s.compliance_tolerance_kw:
                 base = st.law_limit_kw
             raw = min(raw, base - excess)
         return raw
@@ -544,11 +550,26 @@ def _remember_quantity(s: CoreSettings, st: State, taken_at: float, quantity: fl
 
 def _quantity_at(st: State, t: float) -> "float | None":
     """The constraint as measured at ``t`` (the newest reading not after it), if known."""
-    hist = st.history
+    return _value_at(st.history, t)
+
+
+def _value_at(hist: "list[tuple[float, float]]", t: float) -> "float | None":
+    """In a time-ordered ``(time, value)`` history, the newest value not after ``t``."""
     i = len(hist) - 1
     while i >= 0 and hist[i][0] > t + 1e-6:
         i -= 1
     return hist[i][1] if i >= 0 else None
+
+
+def _remember_limit(s: CoreSettings, st: State, now: float) -> None:
+    """Keep the law's limit over the last ``demand_stale_s`` (to judge demand reports)."""
+    hist = st.limit_history
+    if hist and hist[-1][1] == st.law_limit_kw:
+        return
+    hist.append((now, st.law_limit_kw))
+    horizon = now - s.demand_stale_s - 1.0
+    while len(hist) > 1 and hist[1][0] < horizon:
+        hist.pop(0)
 
 
 def step(s: CoreSettings, st: State, inp: "m.Inputs", now: float) -> "tuple[State, m.Actions]":
@@ -833,6 +854,7 @@ def step(s: CoreSettings, st: State, inp: "m.Inputs", now: float) -> "tuple[Stat
         if reason == m.REASON_NORMAL and st.ev_limit_kw < s.site_max_kw:
             reason = m.REASON_CURTAIL
     ev = st.ev_limit_kw
+    _remember_limit(s, st, now)
 
     # --- the state and its reason ---------------------------------------------------------
     mode, why = _mode(s, st, p, inp, locked_out, meter_lost, central_ok, meter_silent_s)

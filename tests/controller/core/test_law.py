@@ -216,3 +216,17 @@ def test_negative_or_unknown_phase_currents_are_not_ignored():
     assert rig.state.status.constraint == 500.0 and rig.state.status.phase == 2
     rig.tick(currents=(100.0, float("nan"), 90.0), voltages=(230.0, 230.0, 230.0), demand_kw=0.0)
     assert rig.state.status.constraint is None  # not a valid measurement
+
+
+def test_an_overload_cut_does_not_wind_down_while_the_report_lags():
+    rig = Rig(settings(release_hold_s=0.0, ramp_kw_per_s=1000.0, fallback_limit_kw=80.0))
+    rig.run(3, power_kw=60.0, demand_kw=50.0)
+    assert rig.limit == 80.0
+    # the background jumps: 110 kW over a 100 kW limit; the CPO's report (50 kW, measured
+    # before the cut) lags for a few seconds while the chargepoints follow
+    rig.tick(power_kw=110.0, demand_kw=50.0, demand_age_s=0.5)
+    cut = rig.limit
+    assert approx(cut, 50.0 - 15.0)
+    for _ in range(3):
+        rig.tick(power_kw=110.0, demand_kw=50.0, demand_age_s=4.0)
+    assert approx(rig.limit, cut)  # one cut, sized once: no integration to the minimum
