@@ -503,16 +503,20 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         raise ConfigError(format_validation_error(source, exc)) from exc
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a TOML config file; ``ConfigError`` lists every problem."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file as a dict; ``ConfigError`` with one line naming the file otherwise."""
     source = str(path)
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError as exc:
         raise ConfigError([f"{source}: no such file"]) from exc
     except OSError as exc:
         raise ConfigError([f"{source}: cannot read: {exc.strerror}"]) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{source}: not valid TOML: {exc}"]) from exc
-    return parse_config(data, source)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file; ``ConfigError`` lists every problem."""
+    return parse_config(read_toml(path), str(path))

@@ -20,8 +20,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from controller.config import Config, format_validation_error
-from controller.errors import GridwardenError
+from controller.config import Config, format_validation_error, read_toml
+from controller.errors import ConfigError, GridwardenError
 
 NonNeg = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
@@ -540,14 +540,9 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     """Read and validate a scenario file; ``overrides`` (a nested dict) are merged in first."""
     source = str(path)
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError as exc:
-        raise ScenarioError([f"{source}: no such file"]) from exc
-    except OSError as exc:
-        raise ScenarioError([f"{source}: cannot read: {exc.strerror}"]) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError([f"{source}: not valid TOML: {exc}"]) from exc
+        data = read_toml(path)
+    except ConfigError as exc:
+        raise ScenarioError(exc.problems) from exc
     if overrides:
         data = merge(data, overrides)
     return parse_scenario(data, source)
