@@ -9,6 +9,7 @@ name the file and the key path, e.g.
 
 import difflib
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -478,18 +479,29 @@ def _known_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]
     return []
 
 
-def format_validation_error(source: str, exc: ValidationError) -> list[str]:
+def format_validation_error(
+    source: str,
+    exc: ValidationError,
+    known_keys: Callable[[tuple[int | str, ...]], list[str]] | None = None,
+    messages: dict[str, str] | None = None,
+) -> list[str]:
+    """One line per problem: ``source: key.path: message``. ``known_keys(parent_loc)`` gives
+    the valid names for "did you mean" (default: the fields of ``Config``); ``messages``
+    replaces pydantic's text for some error types."""
+    keys_at = known_keys or (lambda loc: _known_keys(Config, loc))
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         if err["type"] == "extra_forbidden":
             key = str(loc[-1])
             msg = f"unknown key {key!r}"
-            close = difflib.get_close_matches(key, _known_keys(Config, loc[:-1]), n=1)
+            close = difflib.get_close_matches(key, keys_at(loc[:-1]), n=1)
             if close:
                 msg += f" (did you mean {close[0]!r}?)"
         elif err["type"] == "missing":
             msg = "missing required key"
+        elif messages and err["type"] in messages:
+            msg = messages[err["type"]]
         else:
             msg = str(err["msg"]).removeprefix("Value error, ")
         lines.append(f"{source}: {_loc(loc)}: {msg}")

@@ -13,10 +13,9 @@ config models at load time, so a scenario never reaches the bench with a config 
 would refuse.
 """
 
-import difflib
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -27,17 +26,6 @@ NonNeg = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
 
 #: the daemon's states (controller/core/model.py) plus "down" (no daemon process answering)
-STATES = (
-    "starting",
-    "normal",
-    "curtailing",
-    "emergency",
-    "tripped",
-    "fallback",
-    "lockout",
-    "maintenance",
-    "down",
-)
 State = Literal[
     "starting",
     "normal",
@@ -49,6 +37,7 @@ State = Literal[
     "maintenance",
     "down",
 ]
+STATES: tuple[str, ...] = get_args(State)
 
 
 class ScenarioError(GridwardenError):
@@ -504,25 +493,13 @@ def _tag(model: type[_Event]) -> str:
 
 
 def _format(source: str, exc: ValidationError) -> list[str]:
-    lines = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        where = ".".join(str(p) for p in loc) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            key = str(loc[-1])
-            msg = f"unknown key {key!r}"
-            close = difflib.get_close_matches(key, _known(Scenario, loc[:-1]), n=1)
-            if close:
-                msg += f" (did you mean {close[0]!r}?)"
-        elif err["type"] == "missing":
-            msg = "missing required key"
-        elif err["type"] == "union_tag_invalid":
-            tags = ", ".join(repr(_tag(m)) for m in _EVENT_MODELS)
-            msg = f"unknown event kind (do = one of {tags})"
-        else:
-            msg = str(err["msg"]).removeprefix("Value error, ")
-        lines.append(f"{source}: {where}: {msg}")
-    return lines
+    tags = ", ".join(repr(_tag(m)) for m in _EVENT_MODELS)
+    return format_validation_error(
+        source,
+        exc,
+        known_keys=lambda loc: _known(Scenario, loc),
+        messages={"union_tag_invalid": f"unknown event kind (do = one of {tags})"},
+    )
 
 
 def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
